@@ -1,0 +1,109 @@
+"""The one registry of networks: names -> builders plus what the engine needs to feed them.
+
+The engine (``core/``) never special-cases a network. Everything it needs to know about one is
+declared here, through a :class:`ModelSpec`: which modalities it takes (in input order), on
+which grid ratio each is read, whether it is a ``dense`` (tile -> logit map) or ``patch``
+(centred patches -> one logit vector per pixel) model, how band counts map onto the builder's
+keyword arguments, and the training recipe defaults.
+
+Network modules register themselves with :func:`register` at import time; :func:`build_model`
+imports them lazily so ``import mmlc.models`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+#: Label value ignored by every loss and metric (unlabelled pixels). Class indices are 0..K-1.
+IGNORE_INDEX: int = 255
+
+HeadKind = Literal["dense", "patch"]
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One input of a network.
+
+    name: short name (``optical``, ``sar``, ``ms``, ``pan``, ``m1``...).
+    default_bands: band count used when the caller gives none.
+    grid_ratio: pixels of this modality per pixel of input 1 along one axis (PAN for DAS2F: 4).
+    patch_size: for ``patch`` models, the patch side in this modality's own pixels.
+    patch_anchor: for ``patch`` models, how many of this modality's pixels lie before the
+        target pixel's top-left corner, i.e. the patch of target pixel (r, c) starts at
+        (grid_ratio*r - patch_anchor, grid_ratio*c - patch_anchor). DAS2F: MS 7, PAN 28.
+    fixed_bands: the network only accepts exactly ``default_bands`` bands.
+    """
+
+    name: str
+    default_bands: int
+    grid_ratio: int = 1
+    patch_size: int = 0
+    patch_anchor: int = 0
+    fixed_bands: bool = False
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training defaults of a network (from its spec); the generic loop reads these."""
+
+    optimizer: Literal["adamw", "sgd", "adam"] = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    warmup_iters: int = 0
+    schedule: Literal["poly", "cosine", "constant", "step"] = "poly"
+    poly_power: float = 1.0
+    epochs: int = 50
+    batch_size: int = 8
+    tile_size: int = 256
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the engine needs to know about a network."""
+
+    name: str
+    builder: Callable[..., Any]
+    head_kind: HeadKind
+    modalities: tuple[ModalitySpec, ...]
+    channel_kwargs: Callable[[Sequence[int]], dict[str, Any]]
+    recipe: Recipe = field(default_factory=Recipe)
+    variants: tuple[str, ...] = ()
+    description: str = ""
+    paper: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_MODULES: dict[str, str] = {
+    "asanet": ".asanet",
+    "das2f": ".das2f",
+    "prsanet": ".prsanet",
+    "hfdnet": ".hfdnet",
+}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a network to the registry (called by each network module at import time)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Return the :class:`ModelSpec` of ``name``, importing its module on first use."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        if key not in _MODULES:
+            raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+        importlib.import_module(_MODULES[key], __package__)
+    return _REGISTRY[key]
+
+
+def list_models() -> list[str]:
+    """Names of all networks the registry knows (without importing torch)."""
+    return sorted(_MODULES)
+
+
+def build_model(name: str, **kwargs: Any) -> Any:
+    """Build network ``name`` with builder keyword arguments (``num_classes=...`` etc.)."""
+    return get_spec(name).builder(**kwargs)
