@@ -1,0 +1,64 @@
+"""The import direction ui -> core -> models, checked by parsing every module (no imports run)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+QT_QGIS = ("qgis", "PyQt5", "PyQt6", "PyQt4", "sip", "processing")
+
+
+def _imports(path: Path) -> list[tuple[int, str, int]]:
+    """(line, module, relative level) of every import in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, 0) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.lineno, node.module or "", node.level))
+    return out
+
+
+def _modules(sub: str) -> list[Path]:
+    return sorted((ROOT / sub).rglob("*.py"))
+
+
+@pytest.mark.parametrize("sub", ["core", "models"])
+def test_no_qgis_or_qt_below_ui(sub: str) -> None:
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}"
+           for p in _modules(sub) for line, mod, level in _imports(p)
+           if level == 0 and mod.split(".")[0] in QT_QGIS]
+    assert not bad, "core/ and models/ must not import qgis/PyQt:\n" + "\n".join(bad)
+
+
+def test_models_do_not_import_core_or_ui() -> None:
+    bad = []
+    for p in _modules("models"):
+        for line, mod, level in _imports(p):
+            top = mod.split(".")[0]
+            if (level >= 2 and top in ("core", "ui")) or mod.startswith(("mmlc.core", "mmlc.ui")):
+                bad.append(f"{p.relative_to(ROOT)}:{line} imports {'.' * level}{mod}")
+    assert not bad, "models/ must depend on torch only:\n" + "\n".join(bad)
+
+
+def test_core_does_not_import_ui() -> None:
+    bad = [f"{p.relative_to(ROOT)}:{line}" for p in _modules("core") for line, mod, level in _imports(p)
+           if (level >= 2 and mod.split(".")[0] == "ui") or mod.startswith("mmlc.ui")]
+    assert not bad, "core/ must not import ui/:\n" + "\n".join(bad)
+
+
+def test_guard_catches_a_violation(tmp_path: Path) -> None:
+    """The parser really sees qgis imports (so the guard above can fail)."""
+    f = tmp_path / "m.py"
+    f.write_text("from qgis.core import QgsProject\nimport PyQt5.QtCore\nfrom ..ui import x\n")
+    mods = _imports(f)
+    assert (1, "qgis.core", 0) in mods and (2, "PyQt5.QtCore", 0) in mods and (3, "ui", 2) in mods
+
+
+def test_intra_package_imports_are_relative() -> None:
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}"
+           for sub in ("core", "models", "ui") for p in _modules(sub)
+           for line, mod, level in _imports(p) if level == 0 and mod.split(".")[0] == "mmlc"]
+    assert not bad, "use relative imports inside the package:\n" + "\n".join(bad)
