@@ -1,0 +1,150 @@
+"""Foundation: the plugin loads in a real QGIS, registers the provider, unloads cleanly,
+stays light (no torch at load), survives a missing torch, and packages into a clean zip."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsApplication
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG_PARENT = ROOT / "build" / "pkg"
+ALG_IDS = {"mmlc:classify", "mmlc:train", "mmlc:distill", "mmlc:evaluate"}
+
+
+def _env(**extra: str) -> dict:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(PKG_PARENT),
+               PYTHONPATH=str(PKG_PARENT))
+    env.update(extra)
+    return env
+
+
+def test_metadata_is_complete(repo_root: Path) -> None:
+    meta = dict(line.split("=", 1) for line in (repo_root / "metadata.txt").read_text().splitlines()
+                if "=" in line)
+    for key in ("name", "description", "about", "version", "qgisMinimumVersion", "author", "email", "tags",
+                "icon", "hasProcessingProvider"):
+        assert meta.get(key, "").strip(), f"metadata.txt lacks {key}"
+    assert meta["hasProcessingProvider"] == "yes"
+    assert meta["qgisMinimumVersion"] == "3.22"
+    assert (repo_root / meta["icon"]).is_file()
+    for key in ("repository", "tracker", "homepage"):
+        assert "example" not in meta.get(key, "") and "TODO" not in meta.get(key, "")
+
+
+def test_plugin_loads_registers_and_unloads(qgis_iface) -> None:
+    import mmlc
+
+    registry = QgsApplication.processingRegistry()
+    plugin = mmlc.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        provider = registry.providerById("mmlc")
+        assert provider is not None and provider.name() == "Multimodal Land Cover"
+        assert {a.id() for a in provider.algorithms()} == ALG_IDS
+        assert len(plugin.actions) == 5  # four algorithms + the PyTorch install help
+    finally:
+        plugin.unload()
+    assert registry.providerById("mmlc") is None
+    assert plugin.actions == []
+
+
+def test_init_processing_alone_registers_the_provider() -> None:
+    """qgis_process calls only initProcessing (no GUI, iface None)."""
+    import mmlc
+
+    plugin = mmlc.classFactory(None)
+    plugin.initProcessing()
+    try:
+        assert {a.id() for a in QgsApplication.processingRegistry().providerById("mmlc").algorithms()} == ALG_IDS
+    finally:
+        plugin.unload()
+
+
+def test_loading_the_plugin_does_not_import_torch() -> None:
+    code = textwrap.dedent("""
+        import sys
+        from qgis.core import QgsApplication
+        app = QgsApplication([], False); app.initQgis()
+        import mmlc
+        p = mmlc.classFactory(None); p.initProcessing()
+        assert QgsApplication.processingRegistry().providerById('mmlc') is not None
+        print('TORCH_LOADED' if 'torch' in sys.modules else 'TORCH_NOT_LOADED')
+        p.unload()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert "TORCH_NOT_LOADED" in out.stdout, out.stdout + out.stderr
+
+
+def test_missing_torch_loads_and_explains_install() -> None:
+    """QGIS's own Python without torch (Debian's /usr/bin/python3, outside our venv): the plugin
+    loads and the algorithms explain exactly how to install PyTorch."""
+    system_python = "/usr/bin/python3"
+    probe = subprocess.run([system_python, "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != "True":
+        pytest.skip("the system Python has torch installed, so it cannot play a QGIS without torch")
+    code = textwrap.dedent("""
+        from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProcessingException
+        app = QgsApplication([], False); app.initQgis()
+        import mmlc
+        from mmlc.ui import deps
+        print('MISSING', deps.missing_packages())
+        p = mmlc.classFactory(None); p.initProcessing()
+        alg = QgsApplication.processingRegistry().createAlgorithmById('mmlc:evaluate')
+        try:
+            alg.call_core(lambda **kw: None, QgsProcessingFeedback())
+        except QgsProcessingException as e:
+            print('MESSAGE', str(e))
+        p.unload()
+    """)
+    out = subprocess.run([system_python, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert "MISSING ['torch', 'safetensors']" in out.stdout, out.stdout + out.stderr
+    assert "pip install" in out.stdout and "torch==2.13.0" in out.stdout and "numpy==" in out.stdout
+
+
+def _qgis_process() -> str:
+    for name in ("qgis_process.bin", "qgis_process"):
+        for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin"]:
+            p = Path(d) / name
+            if p.is_file():
+                return str(p)
+    pytest.skip("qgis_process not installed")
+
+
+def test_qgis_process_lists_the_provider(tmp_path: Path) -> None:
+    env = _env(HOME=str(tmp_path))
+    qp = _qgis_process()
+    subprocess.run([qp, "plugins", "enable", "mmlc"], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([qp, "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Multimodal Land Cover" in out.stdout
+    for alg in ALG_IDS:
+        assert alg in out.stdout
+
+
+def test_plugin_zip_holds_what_qgis_needs_and_nothing_else(tmp_path: Path, repo_root: Path) -> None:
+    out = subprocess.run([sys.executable, str(repo_root / "tools" / "package.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (zpath,) = tmp_path.glob("mmlc-*.zip")
+    names = zipfile.ZipFile(zpath).namelist()
+    assert all(n.startswith("mmlc/") for n in names)
+    for required in ("mmlc/metadata.txt", "mmlc/__init__.py", "mmlc/plugin.py", "mmlc/ui/provider.py",
+                     "mmlc/core/api.py", "mmlc/models/registry.py", "mmlc/resources/icon.png", "mmlc/LICENSE"):
+        assert required in names
+    for n in names:
+        parts = n.split("/")
+        assert parts[1] not in ("tests", "bench", ".ci", "tools", "build", ".venv", "dist", "Makefile"), n
+        assert "__pycache__" not in parts and not n.endswith(".pyc")
+    # The zip unpacks into an importable plugin package.
+    zipfile.ZipFile(zpath).extractall(tmp_path / "plugins")
+    code = "import mmlc, mmlc.ui.provider, mmlc.core.api, mmlc.models; print(mmlc.__file__)"
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(tmp_path / "plugins")),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and str(tmp_path / "plugins") in res.stdout, res.stderr

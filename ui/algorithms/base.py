@@ -1,0 +1,114 @@
+"""Shared plumbing of the mmlc algorithms: names, icon, help, and calling the core safely.
+
+Algorithms are thin: parameters in, one ``core.api`` call, outputs and styles out. Core errors
+become QgsProcessingException with the core's actionable message; a missing PyTorch becomes the
+install instructions; GPU memory is released at the end of every run.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QUrl
+from qgis.PyQt.QtGui import QIcon
+
+from .. import deps
+from ..feedback import FeedbackProgress
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ICON_PATH = os.path.join(PLUGIN_DIR, "resources", "icon.svg")
+
+
+class MmlcAlgorithm(QgsProcessingAlgorithm):
+    """Base class: subclasses set NAME, DISPLAY, GROUP/GROUP_ID and HELP and implement run()."""
+
+    NAME = ""
+    DISPLAY = ""
+    GROUP = "Land cover"
+    GROUP_ID = "landcover"
+    HELP = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._post_processors: list = []  # Processing keeps raw pointers: hold references here
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.DISPLAY
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.HELP
+
+    def helpUrl(self) -> str:  # noqa: N802
+        """The algorithm's page in the docs shipped with the plugin."""
+        page = os.path.join(PLUGIN_DIR, "docs", f"{self.NAME}.md")
+        return QUrl.fromLocalFile(page).toString() if os.path.exists(page) else ""
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    @staticmethod
+    def raster_path(layer: QgsRasterLayer | None, what: str) -> str | None:
+        """The GDAL path of a raster layer parameter (None if unset); refuse non-file layers."""
+        if layer is None:
+            return None
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"{what}: layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
+                "mmlc reads rasters through GDAL: save it as a GeoTIFF first (Export > Save As)"
+            )
+        return layer.source()
+
+    def call_core(self, fn: Callable[..., Any], feedback: QgsProcessingFeedback, **kwargs: Any) -> Any:
+        """Run a core function with a feedback-backed Progress; map errors to Processing errors."""
+        missing = deps.missing_packages()
+        if missing:
+            raise QgsProcessingException(deps.install_instructions())
+        from ...core.errors import Cancelled, MmlcError
+
+        try:
+            return fn(progress=FeedbackProgress(feedback), **kwargs)
+        except Cancelled as e:
+            feedback.reportError(str(e), False)
+            raise QgsProcessingException(str(e)) from e
+        except MmlcError as e:
+            raise QgsProcessingException(str(e)) from e
+        finally:
+            release_gpu_memory()
+
+    def keep_post_processor(self, context: QgsProcessingContext, output: str, post) -> None:
+        """Attach a style post-processor to an output Processing will load, keeping a reference."""
+        if output and context.willLoadLayerOnCompletion(output):
+            self._post_processors.append(post)
+            context.layerToLoadOnCompletionDetails(output).setPostProcessor(post)
+
+
+def release_gpu_memory() -> None:
+    """Give cached CUDA memory back to the driver (only if torch was imported at all)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+DEVICE_HELP = "auto (CUDA GPU if present, then Apple MPS, then CPU), cpu, cuda or cuda:N"

@@ -1,0 +1,77 @@
+"""mmlc:distill: a SAR-only HFD-Net student distilled from an optical teacher (paired images)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from .base import MmlcAlgorithm
+from .common_params import (
+    Double,
+    add_budget_params,
+    add_device_param,
+    add_label_params,
+    add_model_outputs,
+    label_source,
+    model_output_path,
+)
+
+
+class DistillAlgorithm(MmlcAlgorithm):
+    NAME = "distill"
+    DISPLAY = "Distill a SAR model from an optical teacher"
+    HELP = (
+        "<p>HFD-Net heterogeneous feature distillation: a teacher trained on optical images (with "
+        "<i>Train</i>, architecture hfdnet) stays frozen while a student of the same architecture learns "
+        "from SAR, guided by the teacher's features and predictions on the paired optical image. "
+        "The result is an ordinary SAR-only model file for <i>Classify</i>.</p>"
+        "<p><b>Teacher</b>: hfdnet model file trained on optical. <b>Optical</b> and <b>SAR</b>: the "
+        "co-registered pair (SAR in dB). <b>Labels</b>: class raster or vector with a class field. "
+        "<b>Temperature</b>: softening of the logit distillation; <b>feature weight</b> and "
+        "<b>KD weight</b>: weights of the feature and logit terms next to the segmentation loss. "
+        "The report compares the distilled student with a student trained on SAR alone.</p>"
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        teacher = QgsProcessingParameterFile("TEACHER", "Teacher model (hfdnet trained on optical)")
+        teacher.setFileFilter("mmlc model files (*.mmlc)")
+        self.addParameter(teacher)
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_OPTICAL", "Optical image (teacher input)"))
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_SAR", "SAR image (student input)"))
+        add_label_params(self)
+        add_budget_params(self)
+        self.addParameter(QgsProcessingParameterNumber("TEMPERATURE", "KD temperature", Double, 2.0, minValue=0.1))
+        self.addParameter(QgsProcessingParameterNumber("FEATURE_WEIGHT", "Feature loss weight", Double, 1.0,
+                                                       minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber("KD_WEIGHT", "Logit KD weight", Double, 1.0, minValue=0.0))
+        add_device_param(self)
+        add_model_outputs(self)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ...core import api
+
+        labels, field = label_source(self, parameters, context)
+        output = model_output_path(self, parameters, context)
+        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
+        batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
+        lr = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
+        self.call_core(
+            api.distill, feedback,
+            teacher=self.parameterAsFile(parameters, "TEACHER", context),
+            input_optical=self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_OPTICAL", context),
+                                           "Optical image"),
+            input_sar=self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_SAR", context), "SAR image"),
+            labels=labels, label_field=field, output_model=output, output_report=report,
+            epochs=self.parameterAsInt(parameters, "EPOCHS", context),
+            batch_size=batch or None, learning_rate=lr or None,
+            temperature=self.parameterAsDouble(parameters, "TEMPERATURE", context),
+            feature_weight=self.parameterAsDouble(parameters, "FEATURE_WEIGHT", context),
+            kd_weight=self.parameterAsDouble(parameters, "KD_WEIGHT", context),
+            device=self.parameterAsString(parameters, "DEVICE", context) or "auto",
+        )
+        out = {"OUTPUT_MODEL": output}
+        if report:
+            out["OUTPUT_REPORT"] = report
+        return out

@@ -1,0 +1,54 @@
+"""mmlc:evaluate: accuracy of a class raster against reference labels (OA, AA, kappa, mIoU)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from .base import MmlcAlgorithm
+from .common_params import add_label_params, label_source
+
+
+class EvaluateAlgorithm(MmlcAlgorithm):
+    NAME = "evaluate"
+    DISPLAY = "Evaluate a land-cover map"
+    HELP = (
+        "<p>Compares a class raster (e.g. from <i>Classify</i>) with reference labels on the "
+        "prediction's grid and reports the confusion matrix, overall accuracy (OA), average accuracy "
+        "(AA), Cohen's kappa, per-class IoU, precision, recall and F1, and the mean IoU (mIoU). "
+        "Unlabelled reference pixels (0/nodata) are ignored.</p>"
+        "<p><b>Reference</b>: a class raster or polygons/points with a class field (any CRS). "
+        "OA, AA, KAPPA and MIOU are also returned as outputs for Modeler chains.</p>"
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Classified raster"))
+        add_label_params(self, "REFERENCE", "Reference labels")
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Accuracy report",
+                                                                "HTML files (*.html)", optional=True))
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_TABLE", "Confusion matrix",
+                                                                "CSV files (*.csv)", optional=True))
+        for key, label in (("OA", "Overall accuracy"), ("AA", "Average accuracy"), ("KAPPA", "Cohen's kappa"),
+                           ("MIOU", "Mean IoU")):
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ...core import api
+
+        prediction = self.raster_path(self.parameterAsRasterLayer(parameters, "PREDICTION", context), "Prediction")
+        reference, field = label_source(self, parameters, context, "REFERENCE", "Reference labels")
+        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
+        table = self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context) or None
+        result = self.call_core(api.evaluate, feedback, prediction=prediction, reference=reference,
+                                label_field=field, output_report=report, output_table=table)
+        m = result.metrics
+        out = {"OA": float(m.oa), "AA": float(m.aa), "KAPPA": float(m.kappa), "MIOU": float(m.miou)}
+        feedback.pushInfo("OA {OA:.4f}  AA {AA:.4f}  kappa {KAPPA:.4f}  mIoU {MIOU:.4f}".format(**out))
+        if report:
+            out["OUTPUT_REPORT"] = report
+        if table:
+            out["OUTPUT_TABLE"] = table
+        return out
+
