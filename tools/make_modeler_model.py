@@ -1,0 +1,103 @@
+"""Write resources/modeler/mmlc_train_classify_evaluate.model3: a Graphical Modeler chain
+train -> classify -> evaluate whose OA/kappa/mIoU come out as model outputs.
+
+Built through QGIS's own API (so the file is exactly what the Modeler would save); run with
+``python -m mmlc.tools.make_modeler_model`` after changing the algorithms' parameters.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "resources" / "modeler" / "mmlc_train_classify_evaluate.model3"
+
+
+def build():
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterEnum,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.core import (
+        QgsProcessingModelChildParameterSource as Src,
+    )
+    from qgis.PyQt.QtCore import QPointF
+
+    m = QgsProcessingModelAlgorithm("Train, classify and evaluate", "mmlc")
+    m.setHelpContent({"ALG_DESC": "Trains an mmlc model on Input 1 (+ Input 2) and a class raster, classifies "
+                                  "Input 1 with it, and evaluates the map against the same labels (a quick check "
+                                  "of fit; use independent labels for a real accuracy assessment)."})
+
+    def add_input(param, x: float, y: float) -> None:
+        m.addModelParameter(param, QgsProcessingModelParameter(param.name()))
+        comp = m.parameterComponent(param.name())
+        comp.setPosition(QPointF(x, y))
+
+    arch = QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", ["asanet", "das2f", "prsanet", "hfdnet"],
+                                      defaultValue="hfdnet")
+    arch.setUsesStaticStrings(True)
+    add_input(arch, 100, 50)
+    add_input(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1"), 100, 100)
+    add_input(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2", optional=True), 100, 150)
+    add_input(QgsProcessingParameterRasterLayer("LABELS", "Class raster"), 100, 200)
+    add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 5, minValue=1),
+              100, 250)
+
+    train = QgsProcessingModelChildAlgorithm("mmlc:train")
+    train.setChildId("train")
+    train.setDescription("Train")
+    train.addParameterSources("ARCHITECTURE", [Src.fromModelParameter("ARCHITECTURE")])
+    for key in ("INPUT_1", "INPUT_2", "LABELS", "EPOCHS"):
+        train.addParameterSources(key, [Src.fromModelParameter(key)])
+    train.addParameterSources("DEVICE", [Src.fromStaticValue("auto")])
+    m.addChildAlgorithm(train)
+
+    classify = QgsProcessingModelChildAlgorithm("mmlc:classify")
+    classify.setChildId("classify")
+    classify.setDescription("Classify")
+    classify.addParameterSources("MODEL", [Src.fromChildOutput("train", "OUTPUT_MODEL")])
+    classify.addParameterSources("INPUT_1", [Src.fromModelParameter("INPUT_1")])
+    classify.addParameterSources("INPUT_2", [Src.fromModelParameter("INPUT_2")])
+    classify.addParameterSources("DEVICE", [Src.fromStaticValue("auto")])
+    out = QgsProcessingModelOutput("Land cover", "Land cover")
+    out.setChildId("classify")
+    out.setChildOutputName("OUTPUT")
+    classify.setModelOutputs({"Land cover": out})
+    m.addChildAlgorithm(classify)
+
+    evaluate = QgsProcessingModelChildAlgorithm("mmlc:evaluate")
+    evaluate.setChildId("evaluate")
+    evaluate.setDescription("Evaluate")
+    evaluate.addParameterSources("PREDICTION", [Src.fromChildOutput("classify", "OUTPUT")])
+    evaluate.addParameterSources("REFERENCE", [Src.fromModelParameter("LABELS")])
+    table = QgsProcessingModelOutput("Confusion matrix", "Confusion matrix")
+    table.setChildId("evaluate")
+    table.setChildOutputName("OUTPUT_TABLE")
+    evaluate.setModelOutputs({"Confusion matrix": table})
+    m.addChildAlgorithm(evaluate)
+    return m
+
+
+if __name__ == "__main__":
+    import sys
+
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from qgis.analysis import QgsNativeAlgorithms  # noqa: F401
+
+    sys.path.insert(0, str(ROOT / "build" / "pkg"))
+    import mmlc
+
+    plugin = mmlc.classFactory(None)
+    plugin.initProcessing()
+    model = build()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    ok = model.toFile(str(OUT))
+    print(f"wrote {OUT}: {ok}")
+    plugin.unload()
