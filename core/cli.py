@@ -1,0 +1,306 @@
+"""Headless command line: ``python -m mmlc train|classify|distill|evaluate|models``.
+
+The same ``core.api`` functions as the Processing algorithms, with the same parameter ids as
+options (``--INPUT_1``, ``--OUTPUT_MODEL``...; lower-case aliases ``--input-1``/``--input_1``
+work too). Progress goes to a tqdm bar when tqdm is importable and stderr is a terminal, else to
+plain lines. Exit codes: 0 success, ``MmlcError.exit_code`` for typed errors (2 input, 3 model
+file, 4 output, 130 cancelled), 2 for bad command-line usage (argparse), 1 for anything else.
+
+``torchrun --nproc_per_node=N -m mmlc train ...`` trains with DistributedDataParallel
+(``core/ddp.py``); only rank 0 prints progress and writes files.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from .errors import MmlcError
+from .progress import NullProgress
+
+# Processing parameter ids per operation: (id, type, help). Type "flag" = store_true.
+_CLASSIFY = [
+    ("MODEL", str, "model file (.mmlc) or built-in model name"),
+    ("INPUT_1", str, "first input raster (defines the output grid)"),
+    ("INPUT_2", str, "second input raster (two-modality models)"),
+    ("EXTENT", str, "xmin,ymin,xmax,ymax in INPUT_1's CRS"),
+    ("TILE_SIZE", int, "tile side in pixels (default: the model's)"),
+    ("OVERLAP", int, "tile overlap in pixels (dense models)"),
+    ("BATCH_SIZE", int, "tiles or patch units per forward pass"),
+    ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
+    ("OUTPUT", str, "output class raster (GeoTIFF)"),
+    ("OUTPUT_CONFIDENCE", str, "optional confidence raster"),
+    ("OUTPUT_VECTOR", str, "optional polygons of the classes"),
+]
+_TRAIN = [
+    ("ARCHITECTURE", str, "network: asanet, das2f, prsanet, hfdnet"),
+    ("VARIANT", str, "network variant (e.g. resnet18 for hfdnet)"),
+    ("INPUT_1", str, "first input raster"),
+    ("INPUT_2", str, "second input raster (two-modality networks)"),
+    ("LABELS", str, "class raster or vector layer with a class field"),
+    ("LABEL_FIELD", str, "class field of a vector LABELS layer"),
+    ("CLASSES", str, "class table: value,name,#rrggbb per line"),
+    ("EPOCHS", int, "training epochs (default: the network's recipe)"),
+    ("BATCH_SIZE", int, "batch size"),
+    ("LEARNING_RATE", float, "base learning rate"),
+    ("TILE_SIZE", int, "training tile side (dense networks)"),
+    ("VALIDATION_FRACTION", float, "share of labelled pixels in validation blocks (default 0.2)"),
+    ("INIT_MODEL", str, "model file to fine-tune or pretrained backbone weights"),
+    ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
+    ("OUTPUT_MODEL", str, "output model file (.mmlc)"),
+    ("OUTPUT_REPORT", str, "output training report (HTML)"),
+    ("SEED", int, "random seed (default 0)"),
+    ("ACCUMULATE", int, "gradient accumulation steps (default 1)"),
+    ("PATIENCE", int, "early stopping after this many epochs without improvement"),
+    ("MAX_STEPS_PER_EPOCH", int, "cap on optimiser steps per epoch"),
+    ("LABELS_NOTE", str, "free text about the labels, stored in the model card"),
+    ("DATASET", str, "train from a benchmark folder instead: KIND:FOLDER (e.g. whu-opt-sar:/data/WHU)"),
+]
+_DISTILL = [
+    ("TEACHER", str, "teacher model file (hfdnet trained on optical)"),
+    ("INPUT_OPTICAL", str, "optical raster (teacher input)"),
+    ("INPUT_SAR", str, "SAR raster (student input)"),
+    ("LABELS", str, "class raster or vector layer"),
+    ("LABEL_FIELD", str, "class field of a vector LABELS layer"),
+    ("EPOCHS", int, "training epochs"),
+    ("BATCH_SIZE", int, "batch size"),
+    ("LEARNING_RATE", float, "base learning rate"),
+    ("TEMPERATURE", float, "distillation temperature"),
+    ("FEATURE_WEIGHT", float, "weight of the feature distillation loss"),
+    ("KD_WEIGHT", float, "weight of the logit distillation loss"),
+    ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
+    ("OUTPUT_MODEL", str, "output SAR-only model file (.mmlc)"),
+    ("OUTPUT_REPORT", str, "output report (HTML)"),
+    ("SEED", int, "random seed (default 0)"),
+    ("NO_COMPARE", "flag", "skip training the SAR-only comparison student"),
+]
+_EVALUATE = [
+    ("PREDICTION", str, "classified raster"),
+    ("REFERENCE", str, "reference class raster or vector layer"),
+    ("LABEL_FIELD", str, "class field of a vector REFERENCE"),
+    ("OUTPUT_REPORT", str, "output report (HTML)"),
+    ("OUTPUT_TABLE", str, "output confusion table (CSV)"),
+]
+_REQUIRED = {
+    "classify": {"MODEL", "INPUT_1", "OUTPUT"},
+    "train": {"OUTPUT_MODEL"},
+    "distill": {"TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "OUTPUT_MODEL"},
+    "evaluate": {"PREDICTION", "REFERENCE"},
+}
+
+
+class TerminalProgress(NullProgress):
+    """Progress on a terminal: a tqdm bar if available (and stderr is a TTY), else plain lines."""
+
+    def __init__(self, quiet: bool = False, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._bar = None
+        self._last = -1
+        if not quiet and getattr(self.stream, "isatty", lambda: False)():
+            try:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=1000, file=self.stream, unit="‰", leave=True)
+            except ImportError:
+                self._bar = None
+
+    def set_fraction(self, fraction: float) -> None:
+        if self.quiet:
+            return
+        permille = int(max(0.0, min(1.0, fraction)) * 1000)
+        if self._bar is not None:
+            self._bar.update(permille - self._bar.n)
+        elif permille // 100 != self._last // 100 or permille == 1000 and self._last != 1000:
+            print(f"progress {permille / 10:.0f}%", file=self.stream, flush=True)
+        self._last = permille
+
+    def info(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(f"warning: {message}", file=self.stream)
+        else:
+            print(f"warning: {message}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _add(parser: argparse.ArgumentParser, specs: Sequence[tuple[str, Any, str]]) -> None:
+    for pid, typ, help_ in specs:
+        names = [f"--{pid}"]
+        for alias in (f"--{pid.lower()}", f"--{pid.lower().replace('_', '-')}"):
+            if alias not in names:
+                names.append(alias)
+        if typ == "flag":
+            parser.add_argument(*names, dest=pid, action="store_true", help=help_)
+        else:
+            parser.add_argument(*names, dest=pid, type=typ, default=None, help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m mmlc``."""
+    p = argparse.ArgumentParser(prog="python -m mmlc", description="multimodal land-cover classification (mmlc)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, specs, help_ in (("classify", _CLASSIFY, "classify rasters with a model"),
+                               ("train", _TRAIN, "train a model file"),
+                               ("distill", _DISTILL, "distil a SAR student from an optical teacher"),
+                               ("evaluate", _EVALUATE, "compare a classification with reference labels")):
+        sp = sub.add_parser(name, help=help_)
+        _add(sp, specs)
+    sub.add_parser("models", help="list architectures and built-in models")
+    return p
+
+
+def _extent(text: str | None) -> tuple[float, float, float, float] | None:
+    if not text:
+        return None
+    from .errors import InputError
+
+    core = text.split("[")[0].strip()
+    try:
+        xmin, ymin, xmax, ymax = (float(v) for v in core.replace(";", ",").split(","))
+    except ValueError as e:
+        raise InputError(f"EXTENT {text!r} must be xmin,ymin,xmax,ymax") from e
+    return xmin, ymin, xmax, ymax
+
+
+def _inputs(*paths: str | None) -> list[str]:
+    return [p for p in paths if p]
+
+
+def _run_train(a: argparse.Namespace, progress: Any) -> str:
+    from . import api
+
+    scenes = None
+    if a.DATASET:
+        from .datasets import scenes_from_dataset
+        from .errors import InputError
+
+        kind, sep, folder = a.DATASET.partition(":")
+        if not sep:
+            raise InputError("DATASET must be KIND:FOLDER, e.g. whu-opt-sar:/data/WHU-OPT-SAR")
+        scenes = scenes_from_dataset(kind, folder, "train")
+    if not a.ARCHITECTURE:
+        from .errors import InputError
+
+        raise InputError("--ARCHITECTURE is required (asanet, das2f, prsanet, hfdnet)")
+    kwargs: dict[str, Any] = dict(
+        scenes=scenes, variant=a.VARIANT, label_field=a.LABEL_FIELD, classes=a.CLASSES, epochs=a.EPOCHS,
+        batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, tile_size=a.TILE_SIZE,
+        init_model=a.INIT_MODEL, device=a.DEVICE or "auto", output_report=a.OUTPUT_REPORT,
+        seed=a.SEED or 0, accumulate=a.ACCUMULATE or 1, patience=a.PATIENCE,
+        max_steps_per_epoch=a.MAX_STEPS_PER_EPOCH, labels_note=a.LABELS_NOTE or "", progress=progress,
+    )
+    if a.VALIDATION_FRACTION is not None:
+        kwargs["validation_fraction"] = a.VALIDATION_FRACTION
+    r = api.train(a.ARCHITECTURE, _inputs(a.INPUT_1, a.INPUT_2) or None, a.LABELS, a.OUTPUT_MODEL, **kwargs)
+    best = "n/a" if r.best_metric != r.best_metric else f"{r.best_metric:.4f}"
+    return f"model written to {r.model_path} (best {r.metric_name} {best} at epoch {r.best_epoch})"
+
+
+def _run_classify(a: argparse.Namespace, progress: Any) -> str:
+    from . import api
+
+    kwargs: dict[str, Any] = dict(
+        confidence=a.OUTPUT_CONFIDENCE, vector=a.OUTPUT_VECTOR, extent=_extent(a.EXTENT), tile_size=a.TILE_SIZE,
+        overlap=a.OVERLAP, device=a.DEVICE or "auto", progress=progress,
+    )
+    if a.BATCH_SIZE:
+        kwargs["batch_size"] = a.BATCH_SIZE
+    api.classify(a.MODEL, _inputs(a.INPUT_1, a.INPUT_2), a.OUTPUT, **kwargs)
+    return f"classification written to {a.OUTPUT}"
+
+
+def _run_distill(a: argparse.Namespace, progress: Any) -> str:
+    from . import api
+
+    r = api.distill(
+        a.TEACHER, a.INPUT_OPTICAL, a.INPUT_SAR, a.LABELS, a.OUTPUT_MODEL, label_field=a.LABEL_FIELD,
+        epochs=a.EPOCHS, batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, temperature=a.TEMPERATURE,
+        feature_weight=a.FEATURE_WEIGHT, kd_weight=a.KD_WEIGHT, device=a.DEVICE or "auto",
+        output_report=a.OUTPUT_REPORT, compare_sar_only=not a.NO_COMPARE, seed=a.SEED or 0, progress=progress,
+    )
+    return f"student written to {getattr(r, 'model_path', a.OUTPUT_MODEL)}"
+
+
+def _run_evaluate(a: argparse.Namespace, progress: Any) -> str:
+    from . import api
+
+    r = api.evaluate(a.PREDICTION, a.REFERENCE, label_field=a.LABEL_FIELD, output_report=a.OUTPUT_REPORT,
+                     output_table=a.OUTPUT_TABLE, progress=progress)
+    m = getattr(r, "metrics", None)
+    if m is not None and hasattr(m, "summary"):
+        return " ".join(f"{k}={v:.4f}" for k, v in m.summary().items())
+    return "evaluation done"
+
+
+def _list_models() -> str:
+    from ..models.registry import get_spec, list_models
+
+    lines = ["architectures:"]
+    for name in list_models():
+        try:
+            spec = get_spec(name)
+            mods = "+".join(f"{m.name}" + (f"(x{m.grid_ratio})" if m.grid_ratio != 1 else "") for m in spec.modalities)
+            variants = f" variants: {', '.join(spec.variants)}" if spec.variants else ""
+            lines.append(f"  {name:<10} {spec.head_kind:<6} {mods}{variants}")
+        except Exception as e:  # a network that fails to import is listed, not fatal
+            lines.append(f"  {name:<10} (unavailable: {e})")
+    try:
+        from .builtin import list_builtin
+
+        builtins = list_builtin()
+    except Exception:  # built-ins are optional
+        builtins = []
+    lines.append("built-in models:" + ("" if builtins else " none"))
+    lines.extend(f"  {b}" for b in builtins)
+    return "\n".join(lines)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Any], str]] = {
+    "train": _run_train, "classify": _run_classify, "distill": _run_distill, "evaluate": _run_evaluate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code (see the module docstring)."""
+    parser = build_parser()
+    try:
+        a = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as e:  # argparse: --help (0) or bad usage (2)
+        return int(e.code or 0)
+    if a.command == "models":
+        print(_list_models())
+        return 0
+    missing = [pid for pid in sorted(_REQUIRED[a.command]) if getattr(a, pid, None) in (None, "")]
+    if missing:
+        parser.print_usage(sys.stderr)
+        print(f"error: {a.command} needs {', '.join('--' + m for m in missing)}", file=sys.stderr)
+        return 2
+    rank = int(os.environ.get("RANK", "0"))
+    progress = TerminalProgress(quiet=a.quiet or rank != 0)
+    try:
+        message = _COMMANDS[a.command](a, progress)
+    except MmlcError as e:
+        progress.close()
+        print(f"error: {e}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted", file=sys.stderr)
+        return 130
+    progress.close()
+    if rank == 0 and not a.quiet:
+        print(message)
+    return 0

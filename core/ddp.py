@@ -1,0 +1,142 @@
+"""Multi-process training with DistributedDataParallel, started by ``torchrun``.
+
+``torchrun --nproc_per_node=N -m mmlc train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
+:func:`setup` then joins the process group (NCCL on CUDA GPUs, gloo on CPU). The training loop
+shards every epoch like ``DistributedSampler`` (``core.samplers.epoch_order``), all-reduces its
+logs and validation confusion matrices (:func:`all_reduce_sum`), and only rank 0 writes files.
+
+The network contract trains through ``model.training_step(inputs, target)``, not ``forward``;
+DDP only synchronises gradients of calls that go through its ``forward``, so :class:`StepModule`
+exposes ``training_step`` as ``forward`` and that module is wrapped.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class DistContext:
+    """Where this process stands in a distributed run (world_size 1 = not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str = ""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE set by torchrun (1 when started normally)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def setup(device_type: str) -> DistContext:
+    """Join the process group torchrun prepared, or return a single-process context.
+
+    ``device_type`` "cuda" uses NCCL and pins this process to GPU ``LOCAL_RANK``; anything else
+    uses gloo.
+    """
+    world = env_world_size()
+    if world <= 1:
+        return DistContext()
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device_type == "cuda" and dist.is_nccl_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local, backend)
+
+
+def teardown(ctx: DistContext) -> None:
+    """Leave the process group (no-op when not distributed)."""
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_reduce_sum(ctx: DistContext, values: np.ndarray, device: Any = "cpu") -> np.ndarray:
+    """Element-wise sum of a numpy array over all ranks (float64/int64 kept)."""
+    if not ctx.distributed:
+        return values
+    import torch
+    import torch.distributed as dist
+
+    dev = device if ctx.backend == "nccl" else "cpu"
+    t = torch.as_tensor(np.ascontiguousarray(values)).to(dev)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.cpu().numpy()
+
+
+def broadcast_flag(ctx: DistContext, flag: bool, device: Any = "cpu") -> bool:
+    """Rank 0's boolean for everyone (e.g. "stop early", "cancelled")."""
+    if not ctx.distributed:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    dev = device if ctx.backend == "nccl" else "cpu"
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=dev)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def _step_module(net: Any) -> Any:
+    import torch.nn as nn
+
+    class StepModule(nn.Module):
+        """``forward(inputs, target)`` = ``net.training_step(inputs, target)`` (see module doc)."""
+
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.net = inner
+
+        def forward(self, inputs, target):  # noqa: D401 - delegating
+            return self.net.training_step(inputs, target)
+
+    return StepModule(net)
+
+
+def wrap_for_training(net: Any, ctx: DistContext, device: Any, find_unused_parameters: bool = True) -> Any:
+    """A callable ``step(inputs, target) -> (loss, logs)``: DDP-wrapped when distributed.
+
+    ``find_unused_parameters`` defaults to True because networks with auxiliary heads or frozen
+    teachers may leave parameters without gradient in a step (switchable; False is faster).
+    """
+    if not ctx.distributed:
+        return net.training_step
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    mod = _step_module(net)
+    if getattr(device, "type", "cpu") == "cuda":
+        mod = torch.nn.SyncBatchNorm.convert_sync_batchnorm(mod)
+        return DDP(mod, device_ids=[device.index or 0], find_unused_parameters=find_unused_parameters)
+    return DDP(mod, find_unused_parameters=find_unused_parameters)
