@@ -1,0 +1,176 @@
+"""classify(): a model file + aligned input rasters -> a styled class raster (and extras).
+
+The steps, each in its own module: resolve the model (:mod:`.builtin`), read its card
+(:mod:`.modelfile`), align the inputs on input 1's grid (:mod:`.io`), check everything that can
+be checked before any pixel is computed (inputs vs modalities, band counts, classes, outputs),
+then run the card's head kind (:mod:`.inference`) and stream the rows into the outputs
+(:mod:`.outputs`), which are renamed into place only when everything succeeded.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .builtin import resolve_model
+from .classes import ClassInfo
+from .device import autocast_dtype, resolve_device
+from .errors import GridError, InputError, ModelFileError
+from .grid import Grid
+from .io import AlignedReader
+from .modelfile import ModelCard, build_from_file, read_card
+from .outputs import OutputSet, check_output_paths
+from .progress import NullProgress, Progress, check_cancel
+
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class ClassifyResult:
+    """What a classification produced (paths are None for outputs not asked for)."""
+
+    output: str
+    confidence: Optional[str]
+    vector: Optional[str]
+    style: str
+    classes: list[ClassInfo]
+    class_pixels: dict[int, int] = field(default_factory=dict)
+    device: str = "cpu"
+    pixels: int = 0
+    valid_pixels: int = 0
+    tiles: int = 0
+    seconds: float = 0.0
+    pixels_per_s: float = 0.0
+    forward_seconds: float = 0.0
+    batch_size: int = 0
+
+
+def check_inputs(card: ModelCard, inputs: Sequence[str]) -> None:
+    """Inputs vs the card's modalities: the count, naming a missing modality."""
+    names = [m.name for m in card.modalities]
+    if len(inputs) < len(names):
+        missing = names[len(inputs):]
+        raise InputError(
+            f"the model expects {len(names)} inputs ({', '.join(names)}) but got {len(inputs)}; "
+            f"missing: {', '.join(missing)}"
+        )
+    if len(inputs) > len(names):
+        raise InputError(f"the model expects {len(names)} input(s) ({', '.join(names)}) but got {len(inputs)}")
+
+
+def check_bands(card: ModelCard, inputs: Sequence[str], band_counts: Sequence[int]) -> None:
+    for i, (m, n, path) in enumerate(zip(card.modalities, band_counts, inputs)):
+        if n != m.bands:
+            raise InputError(
+                f"input {i + 1} ({m.name}, {path}) has {n} band(s) but the model expects {m.bands}; "
+                f"give a {m.bands}-band raster in the band order the model was trained with"
+            )
+
+
+def check_classes(classes: Sequence[ClassInfo]) -> None:
+    values = [c.value for c in classes]
+    if not values or min(values) < 1 or max(values) > 65535 or len(set(values)) != len(values):
+        raise ModelFileError(f"the model card's class values {values} must be distinct and between 1 and 65535")
+
+
+def classify(
+    model: str | Path,
+    inputs: Sequence[str],
+    output: str,
+    confidence: Optional[str] = None,
+    vector: Optional[str] = None,
+    extent: Optional[tuple[float, float, float, float]] = None,
+    tile_size: Optional[int] = None,
+    overlap: Optional[int] = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    precision: str = "auto",
+    progress: Optional[Progress] = None,
+) -> ClassifyResult:
+    """Classify ``inputs`` (one raster per modality, in the model's order) into ``output``.
+
+    model: a model file path or a built-in name. extent: (xmin, ymin, xmax, ymax) in input 1's
+    CRS, snapped outward to its pixels. tile_size/overlap: dense tile side and shared border
+    (default: the card's); for patch models tile_size is the window side (overlap unused).
+    batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
+    halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
+    ``fp32``, ``bf16``, ``fp16``. Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    on any error nothing is left at the output paths.
+    """
+    from . import inference
+
+    t0 = time.perf_counter()
+    progress = progress or NullProgress()
+    inputs = [str(p) for p in inputs]
+    if precision not in _PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISIONS)}")
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    path = resolve_model(model)
+    card = read_card(path)
+    if card.head_kind not in ("dense", "patch"):
+        raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
+    check_classes(card.classes)
+    check_inputs(card, inputs)
+    check_output_paths([output, confidence, vector], inputs)
+    ratios = [m.grid_ratio for m in card.modalities]
+    with AlignedReader(inputs, ratios) as probe:
+        grid: Grid = probe.grid
+        check_bands(card, inputs, probe.band_counts)
+    if extent is not None:
+        grid = grid.cut_to_extent(*extent)
+        AlignedReader(inputs, ratios, grid).close()  # re-check the overlap on the cut grid
+    if card.head_kind == "dense":
+        tile = int(tile_size or card.tile_size)
+        ov = int(card.overlap if overlap is None else overlap)
+        if tile < 8 or ov < 0 or 2 * ov >= tile:
+            raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
+    else:
+        tile = int(tile_size or inference.DEFAULT_PATCH_WINDOW)
+        ov = 0
+        if tile < 1:
+            raise InputError(f"tile size must be positive, got {tile}")
+    dev = resolve_device(device)
+    amp = autocast_dtype(dev, precision)
+    check_cancel(progress)
+
+    outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
+    try:
+        card_full, net = build_from_file(path, dev)
+        if card_full.num_classes != card.num_classes:
+            raise ModelFileError(f"{path}: inconsistent card")
+        if dev.type == "cuda":
+            import torch
+
+            net = net.to(memory_format=torch.channels_last)
+        runner = inference.Runner(net, dev, batch_size, amp, progress)
+        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
+        progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
+                      f"({card.head_kind}) on {dev}")
+        if card.head_kind == "dense":
+            stats = inference.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress)
+        else:
+            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress)
+        if stats.valid_pixels == 0:
+            raise GridError(
+                "no pixel of the output extent is valid in every input (all nodata or outside an input); "
+                "check the inputs' nodata and overlap, or choose another extent"
+            )
+        check_cancel(progress)
+        outputs.finish()
+        final = outputs.commit()
+    except BaseException:
+        outputs.abort()
+        raise
+    seconds = time.perf_counter() - t0
+    pixels = grid.width * grid.height
+    progress.set_fraction(1.0)
+    return ClassifyResult(
+        output=final["class"], confidence=final.get("confidence"), vector=final.get("vector"), style=final["qml"],
+        classes=list(card.classes),
+        class_pixels={c.value: int(n) for c, n in zip(card.classes, outputs.counts)},
+        device=str(dev), pixels=pixels, valid_pixels=stats.valid_pixels, tiles=stats.tiles, seconds=seconds,
+        pixels_per_s=pixels / seconds if seconds > 0 else 0.0, forward_seconds=runner.forward_s,
+        batch_size=runner.batch,
+    )

@@ -1,0 +1,322 @@
+"""Aligned, windowed reading of N rasters on one output grid.
+
+The output grid is input 1's grid (or the ``grid`` given). Every input i is read on the fly on
+``grid.scaled(ratios[i])``:
+
+* *direct* when its own grid already coincides with that grid (same CRS, same pixel size to
+  within 1/1000 of a pixel over the whole raster, origin on a whole-pixel offset): a plain
+  windowed read, no resampling at all;
+* otherwise through an in-memory *warped VRT* (``gdal.Warp(format="VRT")``) defined on exactly the
+  target grid: GDAL then warps only the blocks a window asks for. Nothing is resampled to disk
+  and no input is ever read whole. This is what makes inputs whose pixel sizes differ by a hair
+  (SpaceNet 6 RGB 4.49997 m vs SAR 4.49970 m) or that live in another CRS land on the output
+  grid's pixels.
+
+Nodata, whatever its form (a nodata value, NaN in a float raster, or a mask/alpha band), becomes
+NaN in the float32 arrays returned, on all bands of the pixel. Window parts outside the grid are
+filled by reflect-101 padding (the convention of the patch models' specs, e.g. DAS2F) or NaN.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .errors import GridError, InputError
+from .grid import Grid
+
+#: Largest misalignment, in target pixels over the whole raster, still read without resampling.
+DIRECT_TOLERANCE_PX: float = 1e-3
+
+_RESAMPLING = {"bilinear", "nearest", "cubic", "cubicspline", "lanczos", "average", "mode"}
+
+
+def open_raster(path: str) -> Any:
+    """Open a raster read-only; InputError with GDAL's reason when it cannot be read."""
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        gdal.ErrorReset()
+        ds = gdal.Open(str(path), gdal.GA_ReadOnly)
+        msg = gdal.GetLastErrorMsg()
+    finally:
+        gdal.PopErrorHandler()
+    if ds is None:
+        raise InputError(
+            f"cannot read raster {path}: {msg or 'not a raster GDAL can open'}; "
+            "check the path and that the file is a complete raster"
+        )
+    if ds.RasterCount == 0:
+        raise InputError(f"{path} has no raster band (is it a vector file?)")
+    return ds
+
+
+def _same_crs(a: str, b: str) -> bool:
+    from osgeo import osr
+
+    if not a or not b:
+        return not a and not b
+    sa, sb = osr.SpatialReference(), osr.SpatialReference()
+    sa.ImportFromWkt(a)
+    sb.ImportFromWkt(b)
+    return bool(sa.IsSame(sb))
+
+
+def footprint_in(grid_crs: str, src: Grid, densify: int = 21) -> Optional[tuple[float, float, float, float]]:
+    """Bounding box of ``src``'s footprint expressed in ``grid_crs`` (edges densified).
+
+    None when the transformation fails everywhere (e.g. a footprint outside the target CRS domain).
+    """
+    from osgeo import osr
+
+    x0, y0, x1, y1 = src.bounds
+    t = np.linspace(0.0, 1.0, densify)
+    xs = np.concatenate([x0 + (x1 - x0) * t, np.full(densify, x1), x1 - (x1 - x0) * t, np.full(densify, x0)])
+    ys = np.concatenate([np.full(densify, y1), y1 - (y1 - y0) * t, np.full(densify, y0), y0 + (y1 - y0) * t])
+    if _same_crs(src.crs_wkt, grid_crs):
+        return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    s, d = osr.SpatialReference(), osr.SpatialReference()
+    s.ImportFromWkt(src.crs_wkt)
+    d.ImportFromWkt(grid_crs)
+    for sr in (s, d):
+        sr.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ct = osr.CoordinateTransformation(s, d)
+    pts = []
+    for x, y in zip(xs, ys):
+        try:
+            px, py, _ = ct.TransformPoint(float(x), float(y))
+        except RuntimeError:
+            continue
+        if math.isfinite(px) and math.isfinite(py):
+            pts.append((px, py))
+    if not pts:
+        return None
+    a = np.asarray(pts)
+    return float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 0].max()), float(a[:, 1].max())
+
+
+def reflect101(idx: np.ndarray, size: int) -> np.ndarray:
+    """Reflect-101 indices (…2 1 | 0 1 2 … n-1 | n-2 …) into ``[0, size)``."""
+    if size == 1:
+        return np.zeros_like(idx)
+    period = 2 * (size - 1)
+    m = np.mod(idx, period)
+    return np.where(m >= size, period - m, m)
+
+
+@dataclass
+class _Source:
+    """One input opened for reading on its target (possibly scaled) grid."""
+
+    path: str
+    ds: Any  # the original dataset (direct) or the warped VRT
+    src_ds: Any  # the original dataset (kept alive for the VRT)
+    bands: int
+    target: Grid
+    row_off: int  # source pixel = target pixel + offset (direct reads)
+    col_off: int
+    warped: bool
+    nodata: list[Optional[float]]
+    mask_band: Any  # per-dataset mask/alpha band to honour on direct reads, or None
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """(C, r1-r0, c1-c0) float32 of the target grid window (inside the target), NaN = nodata."""
+        from osgeo import gdal
+
+        out = np.full((self.bands, r1 - r0, c1 - c0), np.nan, np.float32)
+        sr0, sc0 = r0 + self.row_off, c0 + self.col_off
+        H, W = self.ds.RasterYSize, self.ds.RasterXSize
+        a0, a1 = max(sr0, 0), min(sr0 + (r1 - r0), H)
+        b0, b1 = max(sc0, 0), min(sc0 + (c1 - c0), W)
+        if a1 <= a0 or b1 <= b0:
+            return out
+        data = self.ds.ReadAsArray(b0, a0, b1 - b0, a1 - a0, buf_type=gdal.GDT_Float32)
+        if data is None:
+            raise InputError(f"reading {self.path} failed at pixels ({a0}, {b0}): {gdal.GetLastErrorMsg()}")
+        data = data.reshape(self.bands, a1 - a0, b1 - b0)
+        invalid = np.isnan(data).any(axis=0)
+        for i, nd in enumerate(self.nodata):
+            if nd is not None and not math.isnan(nd):
+                invalid |= data[i] == np.float32(nd)
+        if self.mask_band is not None:
+            invalid |= self.mask_band.ReadAsArray(b0, a0, b1 - b0, a1 - a0) == 0
+        data[:, invalid] = np.nan
+        out[:, a0 - sr0:a1 - sr0, b0 - sc0:b1 - sc0] = data
+        return out
+
+
+class AlignedReader:
+    """Read windows of N inputs aligned on one output grid (see the module docstring).
+
+    paths: input rasters in model order. ratios: grid ratio of each input (default all 1;
+    input i is read on ``grid.scaled(ratios[i])``). grid: output grid (default: input 1's).
+    resampling: GDAL resampling for warped inputs (``bilinear`` for continuous data,
+    ``nearest`` for labels).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        ratios: Optional[Sequence[int]] = None,
+        grid: Optional[Grid] = None,
+        resampling: str = "bilinear",
+    ) -> None:
+        if not paths:
+            raise InputError("no input raster given")
+        if resampling not in _RESAMPLING:
+            raise InputError(f"unknown resampling {resampling!r}; use one of {', '.join(sorted(_RESAMPLING))}")
+        self.paths = [str(p) for p in paths]
+        self.ratios = [int(r) for r in (ratios if ratios is not None else [1] * len(self.paths))]
+        if len(self.ratios) != len(self.paths):
+            raise ValueError(f"{len(self.ratios)} grid ratios for {len(self.paths)} inputs")
+        self.resampling = resampling
+        datasets = [open_raster(p) for p in self.paths]
+        grids = [Grid(d.GetProjection() or "", tuple(float(v) for v in d.GetGeoTransform()),
+                      d.RasterXSize, d.RasterYSize) for d in datasets]
+        if grid is None:
+            if self.ratios[0] != 1:
+                raise ValueError("input 1 defines the output grid, so its grid ratio must be 1")
+            grid = grids[0]
+        grid.check_north_up(f"the output grid (from {self.paths[0]})")
+        self.grid: Grid = grid
+        self._check_crs(grids)
+        self._sources = [self._open(i, d, g) for i, (d, g) in enumerate(zip(datasets, grids))]
+        self.band_counts: list[int] = [s.bands for s in self._sources]
+
+    # --- set-up ------------------------------------------------------------------------
+    def _check_crs(self, grids: list[Grid]) -> None:
+        have = [bool(g.crs_wkt) for g in grids]
+        if self.grid.crs_wkt and not all(have) or not self.grid.crs_wkt and any(have):
+            missing = [self.paths[i] for i, h in enumerate(have) if not h]
+            raise GridError(
+                f"{', '.join(missing)} has no coordinate reference system while the other input(s) do; "
+                "assign one (Assign Projection / gdal_edit.py -a_srs) so the inputs can be aligned"
+            )
+
+    def _open(self, i: int, ds: Any, own: Grid) -> _Source:
+        from osgeo import gdal
+
+        target = self.grid.scaled(self.ratios[i])
+        path = self.paths[i]
+        bands = ds.RasterCount
+        b1 = ds.GetRasterBand(1)
+        nodata = [ds.GetRasterBand(b + 1).GetNoDataValue() for b in range(bands)]
+        flags = b1.GetMaskFlags()
+        mask_band = b1.GetMaskBand() if flags & (gdal.GMF_PER_DATASET | gdal.GMF_ALPHA) and not flags & gdal.GMF_NODATA \
+            else None
+        # overlap check (in the output CRS)
+        if target.crs_wkt:
+            fp = footprint_in(target.crs_wkt, own)
+            gx0, gy0, gx1, gy1 = target.bounds
+            if fp is None or fp[2] <= gx0 or fp[0] >= gx1 or fp[3] <= gy0 or fp[1] >= gy1:
+                raise GridError(
+                    f"input {i + 1} ({path}) does not overlap the output grid (input 1 / extent); "
+                    "check that the inputs cover the same area and carry the right CRS"
+                )
+        aligned = self._direct_offsets(own, target)
+        if aligned is not None:
+            return _Source(path, ds, ds, bands, target, aligned[0], aligned[1], False, nodata, mask_band)
+        if not target.crs_wkt:
+            raise GridError(
+                f"input {i + 1} ({path}) is not on input 1's pixel grid and the inputs have no CRS, "
+                "so it cannot be resampled; give both a CRS or bring them to one grid"
+            )
+        x0, y0, x1, y1 = target.bounds
+        src_nodata = None
+        if all(n is None for n in nodata) and b1.DataType in (gdal.GDT_Float32, gdal.GDT_Float64):
+            src_nodata = "nan"
+        opts = gdal.WarpOptions(
+            format="VRT", outputBounds=(x0, y0, x1, y1), width=target.width, height=target.height,
+            dstSRS=target.crs_wkt, resampleAlg=self.resampling, outputType=gdal.GDT_Float32,
+            srcNodata=src_nodata, dstNodata="nan", multithread=False,
+        )
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            vrt = gdal.Warp("", ds, options=opts)
+            msg = gdal.GetLastErrorMsg()
+        finally:
+            gdal.PopErrorHandler()
+        if vrt is None:
+            raise GridError(f"input {i + 1} ({path}) cannot be warped onto the output grid: {msg}")
+        return _Source(path, vrt, ds, bands, target, 0, 0, True, [None] * bands, None)
+
+    @staticmethod
+    def _direct_offsets(own: Grid, target: Grid) -> Optional[tuple[int, int]]:
+        """(row, col) offset of ``target`` in ``own``'s pixels if the grids coincide, else None."""
+        if not _same_crs(own.crs_wkt, target.crs_wkt):
+            return None
+        if own.transform[2] != 0.0 or own.transform[4] != 0.0:
+            return None
+        n = max(own.width, own.height, target.width, target.height)
+        tdx, tdy = target.transform[1], target.transform[5]
+        if abs(own.transform[1] - tdx) * n > DIRECT_TOLERANCE_PX * abs(tdx):
+            return None
+        if abs(own.transform[5] - tdy) * n > DIRECT_TOLERANCE_PX * abs(tdy):
+            return None
+        col = (target.transform[0] - own.transform[0]) / tdx
+        row = (target.transform[3] - own.transform[3]) / tdy
+        if abs(col - round(col)) > DIRECT_TOLERANCE_PX or abs(row - round(row)) > DIRECT_TOLERANCE_PX:
+            return None
+        return int(round(row)), int(round(col))
+
+    # --- reading -----------------------------------------------------------------------
+    def read(
+        self, row0: int, col0: int, rows: int, cols: int, halo: int = 0, pad: str = "reflect"
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Read the window (row0, col0, rows, cols) of the output grid plus ``halo`` on every side.
+
+        Returns one float32 array per input, shape (C_i, r_i*(rows+2*halo), r_i*(cols+2*halo)),
+        NaN where the input is nodata, and the (rows, cols) bool validity mask of the core window
+        (True where every input is valid and the pixel lies inside the grid). The window may
+        extend past the grid: those parts are reflect-101 padded (``pad="reflect"``) or NaN.
+        """
+        if pad not in ("reflect", "nan"):
+            raise ValueError(f"pad must be 'reflect' or 'nan', got {pad!r}")
+        arrays = []
+        valid = np.ones((rows, cols), bool)
+        r_in = np.arange(row0, row0 + rows)
+        c_in = np.arange(col0, col0 + cols)
+        valid &= ((r_in >= 0) & (r_in < self.grid.height))[:, None]
+        valid &= ((c_in >= 0) & (c_in < self.grid.width))[None, :]
+        for src, k in zip(self._sources, self.ratios):
+            a = self._read_source(src, k * (row0 - halo), k * (col0 - halo),
+                                  k * (rows + 2 * halo), k * (cols + 2 * halo), pad)
+            bad = np.isnan(a).any(axis=0)
+            a[:, bad] = np.nan
+            core = bad[k * halo:k * (halo + rows), k * halo:k * (halo + cols)]
+            if k > 1:
+                core = core.reshape(rows, k, cols, k).any(axis=(1, 3))
+            valid &= ~core
+            arrays.append(a)
+        return arrays, valid
+
+    @staticmethod
+    def _read_source(src: _Source, r0: int, c0: int, rows: int, cols: int, pad: str) -> np.ndarray:
+        H, W = src.target.height, src.target.width
+        ri, ci = np.arange(r0, r0 + rows), np.arange(c0, c0 + cols)
+        if pad == "reflect":
+            rm, cm = reflect101(ri, H), reflect101(ci, W)
+        else:
+            rm, cm = np.clip(ri, 0, H - 1), np.clip(ci, 0, W - 1)
+        a0, a1, b0, b1 = int(rm.min()), int(rm.max()) + 1, int(cm.min()), int(cm.max()) + 1
+        block = src.read(a0, a1, b0, b1)
+        if a0 == r0 and a1 == r0 + rows and b0 == c0 and b1 == c0 + cols:
+            return block
+        out = block[:, rm - a0][:, :, cm - b0]
+        if pad == "nan":
+            out[:, (ri < 0) | (ri >= H), :] = np.nan
+            out[:, :, (ci < 0) | (ci >= W)] = np.nan
+        return out
+
+    # --- context manager ---------------------------------------------------------------
+    def close(self) -> None:
+        self._sources = []
+
+    def __enter__(self) -> "AlignedReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,246 @@
+"""Output files of a classification, written atomically and streamed in blocks.
+
+* class raster: Byte (UInt16 when a class value exceeds 255), nodata 0, tiled DEFLATE GeoTIFF
+  (``BIGTIFF=IF_SAFER``), with a GDAL colour table and category names (styled outside QGIS too)
+  and a ``.qml`` sidecar (QGIS paletted renderer, written as plain XML: no qgis import here);
+* optional confidence raster: Float32, the (blended) maximum softmax probability, nodata 0
+  (a probability maximum is never 0, so 0 is unambiguous);
+* optional polygons: GeoPackage from ``gdal.Polygonize`` (one feature per 4-connected region)
+  with the class value and name.
+
+Everything is written to hidden temporary files beside the targets and renamed only by
+:meth:`OutputSet.commit`; :meth:`OutputSet.abort` (failure, cancel) removes them, so a failed
+run leaves nothing at the output paths. Rows arrive in order (see ``core.inference.Sink``) and
+are buffered to whole block rows, then written and dropped from GDAL's cache, so memory stays
+bounded by one block row whatever the raster size.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .classes import ClassInfo
+from .errors import OutputError
+from .grid import Grid
+
+BLOCK: int = 256
+CONFIDENCE_NODATA: float = 0.0
+CLASS_NODATA: int = 0
+_TIFF_OPTS = ["TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
+
+
+def qml_text(classes: Sequence[ClassInfo]) -> str:
+    """A QGIS paletted-renderer style (``.qml``) for the class raster: value, label, colour."""
+    root = ET.Element("qgis", version="3.22.0", styleCategories="Symbology")
+    pipe = ET.SubElement(root, "pipe")
+    rr = ET.SubElement(pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1",
+                       nodataColor="")
+    ET.SubElement(rr, "rasterTransparency")
+    mm = ET.SubElement(rr, "minMaxOrigin")
+    for tag, text in (("limits", "None"), ("extent", "WholeRaster"), ("statAccuracy", "Estimated"),
+                      ("cumulativeCutLower", "0.02"), ("cumulativeCutUpper", "0.98"), ("stdDevFactor", "2")):
+        ET.SubElement(mm, tag).text = text
+    pal = ET.SubElement(rr, "colorPalette")
+    for c in classes:
+        ET.SubElement(pal, "paletteEntry", value=str(c.value), color=c.color, alpha="255", label=c.name)
+    ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
+    ET.SubElement(pipe, "huesaturation", saturation="0", grayscaleMode="0", colorizeOn="0", colorizeRed="255",
+                  colorizeGreen="128", colorizeBlue="128", colorizeStrength="100", invertColors="0")
+    ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
+    ET.SubElement(root, "blendMode").text = "0"
+    ET.indent(root)
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _tmp_path(final: Path) -> Path:
+    return final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output_paths(outputs: Sequence[Optional[str]], inputs: Sequence[str]) -> list[Optional[Path]]:
+    """Refuse outputs that overwrite an input or each other, or whose folder is not writable."""
+    paths = [Path(p) if p else None for p in outputs]
+    given = [p for p in paths if p is not None]
+    for p in given:
+        for i in inputs:
+            if _same_file(p, Path(i)):
+                raise OutputError(f"the output {p} is an input of this run; choose another output path")
+        if p.is_dir():
+            raise OutputError(f"the output {p} is a folder; give a file name")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise OutputError(f"the output folder {parent} does not exist; create it or choose another path")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"the output folder {parent} is not writable; choose another path")
+    for i, a in enumerate(given):
+        for b in given[i + 1:]:
+            if _same_file(a, b):
+                raise OutputError(f"two outputs point to the same file {a}")
+    return paths
+
+
+class OutputSet:
+    """The files of one classification run; stream rows in with :meth:`write`."""
+
+    def __init__(self, grid: Grid, classes: Sequence[ClassInfo], output: str, confidence: Optional[str] = None,
+                 vector: Optional[str] = None, inputs: Sequence[str] = ()) -> None:
+        from osgeo import gdal
+
+        self.grid, self.classes = grid, list(classes)
+        out, conf, vec = check_output_paths([output, confidence, vector], inputs)
+        assert out is not None
+        self.final: dict[str, Path] = {"class": out, "qml": out.with_suffix(".qml")}
+        if conf is not None:
+            self.final["confidence"] = conf
+        if vec is not None:
+            self.final["vector"] = vec
+        self.tmp = {k: _tmp_path(p) for k, p in self.final.items()}
+        values = np.array([c.value for c in self.classes], np.int64)
+        self.lut = values.astype(np.uint16 if values.max() > 255 else np.uint8)
+        self.counts = np.zeros(len(self.classes), np.int64)
+        self._buf: list[tuple[np.ndarray, Optional[np.ndarray]]] = []
+        self._buf_row0 = 0
+        self._buf_rows = 0
+        self._ds: dict[str, Any] = {}
+        drv = gdal.GetDriverByName("GTiff")
+        try:
+            dt = gdal.GDT_UInt16 if self.lut.dtype == np.uint16 else gdal.GDT_Byte
+            self._ds["class"] = self._create(drv, "class", dt)
+            band = self._ds["class"].GetRasterBand(1)
+            band.SetNoDataValue(CLASS_NODATA)
+            ct = gdal.ColorTable()
+            ct.SetColorEntry(0, (0, 0, 0, 0))
+            for c in self.classes:
+                ct.SetColorEntry(int(c.value), (*c.rgb(), 255))
+            band.SetRasterColorTable(ct)
+            band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+            names = [""] * (int(values.max()) + 1)
+            names[0] = "nodata"
+            for c in self.classes:
+                names[int(c.value)] = c.name
+            band.SetCategoryNames(names)
+            if "confidence" in self.final:
+                self._ds["confidence"] = self._create(drv, "confidence", gdal.GDT_Float32)
+                b = self._ds["confidence"].GetRasterBand(1)
+                b.SetNoDataValue(CONFIDENCE_NODATA)
+                b.SetDescription("max softmax probability")
+        except BaseException:
+            self.abort()
+            raise
+
+    def _create(self, drv: Any, key: str, dtype: int) -> Any:
+        from osgeo import gdal
+
+        path = self.tmp[key]
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            ds = drv.Create(str(path), self.grid.width, self.grid.height, 1, dtype, options=_TIFF_OPTS)
+            msg = gdal.GetLastErrorMsg()
+        finally:
+            gdal.PopErrorHandler()
+        if ds is None:
+            raise OutputError(f"cannot create {self.final[key]}: {msg}; check the folder is writable and has space")
+        ds.SetGeoTransform(self.grid.transform)
+        if self.grid.crs_wkt:
+            ds.SetProjection(self.grid.crs_wkt)
+        return ds
+
+    # --- streaming -----------------------------------------------------------------------
+    def write(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        """Take finished rows: probabilities (K, h, W) and validity (h, W), in row order."""
+        if row0 != self._buf_row0 + self._buf_rows:
+            raise RuntimeError(f"rows must arrive in order: got {row0}, expected {self._buf_row0 + self._buf_rows}")
+        idx = probs.argmax(axis=0)
+        vals = np.where(valid, self.lut[idx], 0).astype(self.lut.dtype)
+        self.counts += np.bincount(idx[valid], minlength=len(self.classes))
+        conf = None
+        if "confidence" in self._ds:
+            conf = np.where(valid, probs.max(axis=0), CONFIDENCE_NODATA).astype(np.float32)
+        self._buf.append((vals, conf))
+        self._buf_rows += vals.shape[0]
+        end = self._buf_row0 + self._buf_rows
+        boundary = end - end % BLOCK if end < self.grid.height else end
+        if boundary > self._buf_row0:
+            self._write_until(boundary)
+
+    def _write_until(self, boundary: int) -> None:
+        vals = np.concatenate([b[0] for b in self._buf], axis=0)
+        confs = [b[1] for b in self._buf]
+        conf = np.concatenate(confs, axis=0) if confs[0] is not None else None
+        n = boundary - self._buf_row0
+        self._ds["class"].GetRasterBand(1).WriteArray(vals[:n], 0, self._buf_row0)
+        self._ds["class"].FlushCache()
+        if conf is not None:
+            self._ds["confidence"].GetRasterBand(1).WriteArray(conf[:n], 0, self._buf_row0)
+            self._ds["confidence"].FlushCache()
+        self._buf = [(vals[n:], conf[n:] if conf is not None else None)] if n < vals.shape[0] else []
+        self._buf_row0 = boundary
+        self._buf_rows = vals.shape[0] - n
+
+    # --- finishing -----------------------------------------------------------------------
+    def finish(self) -> None:
+        """Close rasters, write the style sidecar and the polygons (still at temporary paths)."""
+        if self._buf_row0 + self._buf_rows != self.grid.height:
+            raise RuntimeError(f"only {self._buf_row0 + self._buf_rows} of {self.grid.height} rows were written")
+        for k in list(self._ds):
+            self._ds[k].FlushCache()
+            self._ds[k] = None
+        self._ds.clear()
+        self.tmp["qml"].write_text(qml_text(self.classes), encoding="utf-8")
+        if "vector" in self.final:
+            self._polygonize()
+
+    def _polygonize(self) -> None:
+        from osgeo import gdal, ogr
+
+        src = gdal.Open(str(self.tmp["class"]))
+        band = src.GetRasterBand(1)
+        drv = ogr.GetDriverByName("GPKG")
+        ds = drv.CreateDataSource(str(self.tmp["vector"]))
+        if ds is None:
+            raise OutputError(f"cannot create the GeoPackage {self.final['vector']}")
+        srs = src.GetSpatialRef()
+        name = self.final["vector"].stem
+        layer = ds.CreateLayer(name, srs=srs, geom_type=ogr.wkbPolygon)
+        layer.CreateField(ogr.FieldDefn("class", ogr.OFTInteger))
+        fd = ogr.FieldDefn("name", ogr.OFTString)
+        layer.CreateField(fd)
+        if gdal.Polygonize(band, band.GetMaskBand(), layer, 0, [], callback=None) != 0:
+            raise OutputError(f"polygonising the class raster failed: {gdal.GetLastErrorMsg()}")
+        cases = " ".join(f"WHEN {int(c.value)} THEN '{c.name.replace(chr(39), chr(39) * 2)}'" for c in self.classes)
+        ds.ExecuteSQL(f'UPDATE "{name}" SET name = CASE class {cases} END')
+        ds = None
+        src = None
+
+    def commit(self) -> dict[str, str]:
+        """Rename every temporary file onto its target; returns the final paths."""
+        for k, tmp in self.tmp.items():
+            final = self.final[k]
+            os.replace(tmp, final)
+            aux_tmp, aux_final = Path(str(tmp) + ".aux.xml"), Path(str(final) + ".aux.xml")
+            if aux_tmp.exists():
+                os.replace(aux_tmp, aux_final)
+            elif aux_final.exists():
+                aux_final.unlink()  # a stale side-car of an earlier file would mislabel this one
+        return {k: str(v) for k, v in self.final.items()}
+
+    def abort(self) -> None:
+        """Drop every temporary file (failed or cancelled run)."""
+        self._ds.clear()
+        for tmp in self.tmp.values():
+            for p in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm"),
+                      Path(str(tmp) + "-journal")):
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
