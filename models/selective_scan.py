@@ -1,0 +1,241 @@
+"""Selective scan (the S6 recurrence of Mamba) in plain PyTorch, with a CUDA kernel when present.
+
+Semantics are those of ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` as used by
+DAS2F (spec ``das2f.md`` section 5), all arithmetic in float32 and the result cast back to the
+dtype of ``u``::
+
+    delta'[b,d,l] = softplus(delta[b,d,l] + delta_bias[d])          (if delta_softplus)
+    dA[b,d,l,n]   = exp(delta'[b,d,l] * A[d,n])                      (zero-order hold for A)
+    dBu[b,d,l,n]  = delta'[b,d,l] * B[b,g(d),n,l] * u[b,d,l]          (Euler step for B)
+    h[l] = dA[l] * h[l-1] + dBu[l],  h[-1] = 0
+    y[b,d,l]      = sum_n C[b,g(d),n,l] * h[b,d,l,n] + D[d] * u[b,d,l]
+
+with ``g(d) = d // (dim / G)`` for ``G`` groups of ``B``/``C`` (DAS2F batches its 4 scan
+directions, or 8 for both modalities, as groups).
+
+Three pure-PyTorch forms are provided, all differentiable by autograd:
+
+* :func:`selective_scan_sequential`: the reference, one step per token (``L`` Python steps).
+* :func:`selective_scan_chunked`: the fast default. The sequence is cut into chunks of ``T``
+  tokens; the recurrence runs *inside all chunks at once* (``T`` vectorised steps), the state is
+  carried between chunks (``L/T`` small steps), and each token's carried-in state is added back
+  through the cumulative product of its chunk's decays. Only products of decays are formed (no
+  ``exp`` of a cumulative sum and no division by a decay), so nothing can overflow: it is as safe
+  as the sequential form and does O(L) work in O(sqrt L) Python steps.
+* :func:`selective_scan_associative`: the Hillis-Steele scan over ``(a, b)`` pairs of spec
+  section 5 (``log2 L`` steps, O(L log L) work); kept for comparison and as an option.
+
+The cumulative-sum-of-exponentials form (``exp(cumsum dA) * cumsum(exp(-cumsum dA) dBu)``) is
+deliberately absent: it overflows (spec section 5, item 3).
+
+:func:`selective_scan` dispatches: ``mamba_ssm``'s CUDA kernel when it is importable and the
+tensors are on CUDA (``method="auto"``), else the chunked form.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Method = Literal["auto", "chunked", "sequential", "associative", "cuda"]
+
+#: Chunk length of :func:`selective_scan_chunked`; 16 balances the in-chunk and the carry loops
+#: at L = 256 (measured in bench/bench_das2f.py).
+DEFAULT_CHUNK = 16
+
+
+def _prepare_delta(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   delta_bias: torch.Tensor | None, delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check all shapes; return fp32 delta' (batch, dim, L) (bias added, softplus applied) and fp32 A."""
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must both be (batch, dim, L); got {tuple(u.shape)} and {tuple(delta.shape)}")
+    b, d, L = u.shape
+    if A.dim() != 2 or A.shape[0] != d:
+        raise ValueError(f"A must be (dim={d}, N); got {tuple(A.shape)}")
+    n = A.shape[1]
+    B4 = B if B.dim() == 4 else B.unsqueeze(1)
+    C4 = C if C.dim() == 4 else C.unsqueeze(1)
+    if B4.dim() != 4 or B4.shape[0] != b or B4.shape[2] != n or B4.shape[3] != L or C4.shape != B4.shape:
+        raise ValueError(f"B and C must be (batch, G, N={n}, L={L}) or (batch, N, L); "
+                         f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    if d % B4.shape[1]:
+        raise ValueError(f"dim={d} is not divisible by the {B4.shape[1]} groups of B/C")
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float().view(1, d, 1)
+    if delta_softplus:
+        dt = F.softplus(dt)  # threshold 20, as the CUDA kernel's x <= 20 ? log1p(exp(x)) : x
+    return dt, A.float()
+
+
+def _prepare(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+             delta_bias: torch.Tensor | None, delta_softplus: bool
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 ``dA``, ``dBu`` as (batch, G, dim/G, L, N) and ``C`` as (batch, G, 1, L, N)."""
+    dt, Af = _prepare_delta(u, delta, A, B, C, delta_bias, delta_softplus)
+    b, d, L = u.shape
+    n = Af.shape[1]
+    B4 = (B if B.dim() == 4 else B.unsqueeze(1)).float()
+    C4 = (C if C.dim() == 4 else C.unsqueeze(1)).float()
+    g = B4.shape[1]
+    dg = d // g
+    dt5 = dt.view(b, g, dg, L, 1)
+    dA = torch.exp(dt5 * Af.view(1, g, dg, 1, n))
+    dBu = (dt5 * u.float().view(b, g, dg, L, 1)) * B4.transpose(-1, -2).unsqueeze(2)
+    return dA, dBu, C4.transpose(-1, -2).unsqueeze(2)
+
+
+def _finish(h_y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None) -> torch.Tensor:
+    """Add the skip ``D * u`` to y (batch, dim, L) in fp32 and cast back to u's dtype."""
+    y = h_y
+    if D is not None:
+        y = y + D.float().view(1, -1, 1) * u.float()
+    return y.to(u.dtype)
+
+
+def selective_scan_sequential(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                              C: torch.Tensor, D: torch.Tensor | None = None,
+                              delta_bias: torch.Tensor | None = None,
+                              delta_softplus: bool = False) -> torch.Tensor:
+    """Reference selective scan: one recurrence step per token, as mamba_ssm's ``selective_scan_ref``.
+
+    Shapes: u, delta (batch, dim, L); A (dim, N); B, C (batch, G, N, L) or (batch, N, L);
+    D, delta_bias (dim,). Returns y (batch, dim, L) in u's dtype.
+    """
+    dA, dBu, Ct = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    b, g, dg, L, n = dA.shape
+    h = dA.new_zeros(b, g, dg, n)
+    ys = []
+    for t in range(L):
+        h = dA[:, :, :, t] * h + dBu[:, :, :, t]
+        ys.append((h * Ct[:, :, :, t]).sum(-1))
+    y = torch.stack(ys, dim=-1).reshape(b, g * dg, L)
+    return _finish(y, u, D)
+
+
+def selective_scan_chunked(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                           C: torch.Tensor, D: torch.Tensor | None = None,
+                           delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                           chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Chunked (two-level) selective scan: same arguments and result as :func:`selective_scan_sequential`.
+
+    Tokens are split into ``nc`` chunks of ``T``; for token t of chunk c:
+
+    * ``h_in``: the recurrence restarted from a zero state in every chunk (T steps, all chunks at
+      once; the chunk-position axis is laid out outermost so each step reads one contiguous slab);
+    * ``P = exp(A * cumsum_chunk(delta'))``: the decay from the chunk start to t. It is the
+      product of the chunk's ``dA`` (computed from the cumulative sum of delta' which has no N
+      axis, so it is cheap); with A <= 0 it lies in [0, 1] and cannot overflow;
+    * ``H_c = P_last,c * H_(c-1) + h_in_last,c``: the state carried between chunks (nc steps);
+    * ``h = h_in + P * H_(c-1)``; ``y = sum_n C h + D u``.
+
+    Exact up to fp32 rounding: sums are re-associated, never differenced, and no decay is ever
+    divided by (the cumulative-sum-of-exponentials form is avoided). A ragged tail is padded
+    with identity steps (delta' = 0, i.e. dA = 1 and dBu = 0) and dropped.
+    """
+    dt, Af = _prepare_delta(u, delta, A, B, C, delta_bias, delta_softplus)
+    b, d, L = u.shape
+    n = Af.shape[1]
+    Bf = (B if B.dim() == 4 else B.unsqueeze(1)).float()
+    Cf = (C if C.dim() == 4 else C.unsqueeze(1)).float()
+    g = Bf.shape[1]
+    dg = d // g
+    T = max(1, min(int(chunk), L))
+    nc = -(-L // T)
+    pad = nc * T - L
+    uf = u.float()
+    if pad:
+        dt, uf, Bf, Cf = (F.pad(x, (0, pad)) for x in (dt, uf, Bf, Cf))
+
+    def tokens_first(x: torch.Tensor) -> torch.Tensor:  # (b, g, k, L) -> (T, b, g, k, nc)
+        return x.reshape(b, g, -1, nc, T).permute(4, 0, 1, 2, 3)
+
+    A6 = Af.view(1, 1, g, dg, 1, n)
+    dA = torch.exp(tokens_first(dt).unsqueeze(-1) * A6)                         # (T, b, g, dg, nc, n)
+    P = torch.exp(tokens_first(dt.view(b, d, nc, T).cumsum(-1).view(b, d, -1)).unsqueeze(-1) * A6)
+    Bt = tokens_first(Bf).transpose(3, 4).unsqueeze(3)                           # (T, b, g, 1, nc, n)
+    Ct = tokens_first(Cf).transpose(3, 4).unsqueeze(3)
+    dBu = tokens_first(dt * uf).unsqueeze(-1) * Bt
+    h = dBu[0]
+    hs = [h]
+    for t in range(1, T):
+        h = dA[t] * h + dBu[t]
+        hs.append(h)
+    h_in = torch.stack(hs, 0)
+    carry = h.new_zeros(b, g, dg, n)
+    carried = [carry]
+    P_last, h_last = P[T - 1], h_in[T - 1]                                       # (b, g, dg, nc, n)
+    for c in range(nc - 1):
+        carry = P_last[:, :, :, c] * carry + h_last[:, :, :, c]
+        carried.append(carry)
+    H = torch.stack(carried, 3)                                                  # (b, g, dg, nc, n)
+    y = ((h_in + P * H) * Ct).sum(-1)                                            # (T, b, g, dg, nc)
+    y = y.permute(1, 2, 3, 4, 0).reshape(b, d, nc * T)[:, :, :L]
+    return _finish(y, u, D)
+
+
+def selective_scan_associative(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                               C: torch.Tensor, D: torch.Tensor | None = None,
+                               delta_bias: torch.Tensor | None = None,
+                               delta_softplus: bool = False) -> torch.Tensor:
+    """Hillis-Steele scan over (decay, input) pairs (spec section 5, form 2); same result as the others.
+
+    For offsets 1, 2, 4, ... < L: ``v[k] <- a[k] v[k-off] + v[k]`` and ``a[k] <- a[k] a[k-off]``
+    (both from the old values); then h = v. ``log2 L`` steps but O(L log L) work.
+    """
+    a, v, Ct = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    b, g, dg, L, n = a.shape
+    off = 1
+    while off < L:
+        v = torch.cat([v[:, :, :, :off], a[:, :, :, off:] * v[:, :, :, :-off] + v[:, :, :, off:]], dim=3)
+        a = torch.cat([a[:, :, :, :off], a[:, :, :, off:] * a[:, :, :, :-off]], dim=3)
+        off *= 2
+    y = (v * Ct).sum(-1).reshape(b, g * dg, L)
+    return _finish(y, u, D)
+
+
+def _mamba_kernel():
+    """``mamba_ssm``'s ``selective_scan_fn`` or None when the package is not installed."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # type: ignore
+    except Exception:  # ImportError, or a broken CUDA build
+        return None
+    return selective_scan_fn
+
+
+def cuda_kernel_available() -> bool:
+    """True when mamba_ssm's CUDA selective-scan kernel can be imported."""
+    return _mamba_kernel() is not None
+
+
+def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   D: torch.Tensor | None = None, delta_bias: torch.Tensor | None = None,
+                   delta_softplus: bool = False, method: Method = "auto",
+                   chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Selective scan with mamba_ssm ``selective_scan_fn`` semantics (``z=None``, no last state).
+
+    ``method="auto"``: the CUDA kernel when ``mamba_ssm`` is importable and ``u`` is on CUDA,
+    otherwise :func:`selective_scan_chunked`. ``"cuda"`` insists on the kernel (RuntimeError
+    when unavailable); ``"sequential"``, ``"chunked"`` and ``"associative"`` pick a PyTorch form.
+    """
+    if method in ("auto", "cuda"):
+        kernel = _mamba_kernel() if u.is_cuda else None
+        if kernel is not None:
+            Bk = B if B.dim() == 4 else B.unsqueeze(1)
+            Ck = C if C.dim() == 4 else C.unsqueeze(1)
+            return kernel(u.contiguous(), delta.contiguous(), A.float().contiguous(), Bk.contiguous(),
+                          Ck.contiguous(), None if D is None else D.float(), z=None,
+                          delta_bias=None if delta_bias is None else delta_bias.float(),
+                          delta_softplus=delta_softplus, return_last_state=False)
+        if method == "cuda":
+            raise RuntimeError("method='cuda' needs mamba_ssm installed and CUDA tensors; "
+                               "use method='auto' to fall back to the PyTorch scan")
+        method = "chunked"
+    if method == "chunked":
+        return selective_scan_chunked(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk=chunk)
+    if method == "sequential":
+        return selective_scan_sequential(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    if method == "associative":
+        return selective_scan_associative(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    raise ValueError(f"unknown selective-scan method {method!r}; use auto, chunked, sequential, associative or cuda")
