@@ -123,6 +123,7 @@ class LabelSource:
         self.field = field
         self.crs_wkt = crs_wkt
         self.names_from_strings = False  # True when class names are a string field's values
+        self.fast_path = True  # plain window reads when a label raster shares the grid's pixel lattice
         self._raster: Optional[gdal.Dataset] = None
         self._vector: Optional[gdal.Dataset] = None
         self._mem_layer: Optional[ogr.Layer] = None
@@ -164,8 +165,42 @@ class LabelSource:
         band = ds.GetRasterBand(1)
         self._nodata = band.GetNoDataValue()
         gt = ds.GetGeoTransform()
+        self._src_gt = tuple(gt)
+        src_srs, dst_srs = _srs(src_wkt), _srs(self.crs_wkt)
+        self._same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))
         bounds = _gt_bounds(gt, ds.RasterXSize, ds.RasterYSize)
-        self.bounds = self._to_target(bounds, _srs(src_wkt))
+        self.bounds = self._to_target(bounds, src_srs)
+
+    def _aligned_offset(self, grid: Any) -> Optional[tuple[int, int]]:
+        """(row, col) of the grid's origin in the label raster when both share CRS and pixel
+        lattice (same pixel size, whole-pixel offset, no rotation): then a plain window read
+        gives exactly what the nearest-neighbour warp would, about ten times faster."""
+        gt, sg = tuple(grid.transform), self._src_gt
+        if not self._same_crs or gt[2] or gt[4] or sg[2] or sg[4]:
+            return None
+        if abs(gt[1] - sg[1]) > 1e-9 * abs(sg[1]) or abs(gt[5] - sg[5]) > 1e-9 * abs(sg[5]):
+            return None
+        col = (gt[0] - sg[0]) / sg[1]
+        row = (gt[3] - sg[3]) / sg[5]
+        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+            return None
+        return int(round(row)), int(round(col))
+
+    def _read_aligned(self, grid: Any, row: int, col: int) -> Optional[np.ndarray]:
+        assert self._raster is not None
+        band = self._raster.GetRasterBand(1)
+        h, w = int(grid.height), int(grid.width)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + h, self._raster.RasterYSize), min(col + w, self._raster.RasterXSize)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        block = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
+        if block is None:
+            raise InputError(f"cannot read the label raster {self.path} (truncated or corrupted file?)")
+        fill = self._nodata if self._nodata is not None else 0
+        arr = np.full((h, w), fill, dtype=block.dtype)
+        arr[r0 - row:r1 - row, c0 - col:c1 - col] = block
+        return arr
 
     def _to_target(self, bounds: Sequence[float], src: Optional[osr.SpatialReference]) -> tuple[float, ...]:
         dst = _srs(self.crs_wkt)
@@ -177,14 +212,14 @@ class LabelSource:
         except RuntimeError as e:
             raise GridError(f"the CRS of {self.path} cannot be transformed to the grid's CRS: {e}") from e
 
-    def _read_raster(self, grid: Any) -> np.ndarray:
+    def _warp(self, grid: Any) -> np.ndarray:
+        """Band 1 warped onto ``grid`` with nearest neighbour, nodata where the raster is absent."""
         assert self._raster is not None
         band = self._raster.GetRasterBand(1)
         dst = _mem_raster(grid, band.DataType)
-        nodata = self._nodata
-        if nodata is not None:
-            dst.GetRasterBand(1).SetNoDataValue(nodata)
-            dst.GetRasterBand(1).Fill(nodata)
+        if self._nodata is not None:
+            dst.GetRasterBand(1).SetNoDataValue(self._nodata)
+            dst.GetRasterBand(1).Fill(self._nodata)
         gdal.ErrorReset()
         try:
             ok = gdal.Warp(dst, self._raster, resampleAlg="near", multithread=False)
@@ -192,7 +227,15 @@ class LabelSource:
             ok = None
         if ok is None:
             raise InputError(f"cannot read the label raster {self.path}: {gdal.GetLastErrorMsg() or 'GDAL warp failed'}")
-        arr = dst.GetRasterBand(1).ReadAsArray()
+        return dst.GetRasterBand(1).ReadAsArray()
+
+    def _read_raster(self, grid: Any) -> np.ndarray:
+        assert self._raster is not None
+        nodata = self._nodata
+        offset = self._aligned_offset(grid) if self.fast_path else None
+        arr = self._read_aligned(grid, *offset) if offset is not None else None
+        if arr is None:
+            arr = self._warp(grid)
         valid = np.ones(arr.shape, dtype=bool)
         if arr.dtype.kind == "f":
             valid &= np.isfinite(arr)
