@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, ogr, osr
-
 from mmlc.core.classes import ClassInfo
 from mmlc.core.errors import GridError, InputError
 from mmlc.core.grid import Grid
 from mmlc.core.labels import apply_remap, labels_from_table, read_labels
+from osgeo import gdal, ogr, osr
 
 # the label names of the shapefiles and their integer ids (ogrinfo: one id per label)
 NC_NAMES = {1: "developed", 2: "agriculture", 3: "herbaceous", 4: "shrubland", 5: "forest", 6: "water", 7: "sediment"}

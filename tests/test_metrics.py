@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from mmlc.core.classes import ClassInfo
 from mmlc.core.metrics import ConfusionAccumulator, Metrics, confusion_matrix
 
