@@ -196,12 +196,12 @@ def prepare_convnextv2_state(model: ConvNeXtV2, source: Union[str, Path, Mapping
         else:
             problems.append(f"{k}: file {tuple(v.shape)} vs model {tuple(want)}")
     report.missing = [k for k in target if k not in ready]
-    if not ready:
-        raise CheckpointError("the file holds no ConvNeXt-V2 weights (no key matches the backbone); "
-                              "give a timm, official or mmpretrain ConvNeXt-V2 checkpoint")
     if problems:
         raise CheckpointError("checkpoint does not fit this ConvNeXt-V2 (wrong variant?): "
                               + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+    if not ready:
+        raise CheckpointError("the file holds no ConvNeXt-V2 weights (no key matches the backbone); "
+                              "give a timm, official or mmpretrain ConvNeXt-V2 checkpoint")
     hard_missing = [k for k in report.missing if not re.match(r"^norm[0-3]\.", k)]
     if hard_missing:
         raise CheckpointError(f"checkpoint lacks {len(hard_missing)} backbone weights (e.g. {hard_missing[:3]}); "
