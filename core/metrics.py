@@ -177,6 +177,16 @@ class Metrics:
     def n_pixels(self) -> int:
         return int(self.confusion.sum())
 
+    @property
+    def oa(self) -> float:
+        """Short alias of :attr:`overall_accuracy`."""
+        return self.overall_accuracy
+
+    @property
+    def aa(self) -> float:
+        """Short alias of :attr:`average_accuracy`."""
+        return self.average_accuracy
+
     @classmethod
     def from_confusion(cls, cm: np.ndarray, classes: Sequence[ClassInfo] | Sequence[int]) -> "Metrics":
         """Compute every metric from a (K, K) matrix (rows = reference) and its K classes.

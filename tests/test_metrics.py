@@ -66,7 +66,8 @@ def test_custom_ignore_value_and_unknown_value():
 def test_metrics_match_the_hand_computation():
     classes = [ClassInfo(1, "water", "#0000ff"), ClassInfo(2, "forest", "#00ff00"), ClassInfo(3, "urban", "#ff0000")]
     m = Metrics.from_confusion(HAND, classes)
-    assert m.overall_accuracy == pytest.approx(0.75)
+    assert m.overall_accuracy == pytest.approx(0.75) and m.oa == m.overall_accuracy
+    assert m.aa == m.average_accuracy
     assert m.average_accuracy == pytest.approx(7 / 9)
     assert m.kappa == pytest.approx(53 / 85)
     np.testing.assert_allclose(m.recall, [5 / 6, 1 / 2, 1])
