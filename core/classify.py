@@ -144,7 +144,8 @@ def classify(
             import torch
 
             net = net.to(memory_format=torch.channels_last)
-        runner = inference.Runner(net, dev, batch_size, amp, progress)
+        per_forward = batch_size if card.head_kind == "dense" else batch_size * inference.PATCHES_PER_BATCH_UNIT
+        runner = inference.Runner(net, dev, per_forward, amp, progress)
         reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")

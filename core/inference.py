@@ -381,7 +381,6 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     acc = RowAccumulator(card.num_classes, grid.width, grid.height)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
-    chunk = max(1, runner.batch) * PATCHES_PER_BATCH_UNIT
     try:
         for i, item in enumerate(pre):
             w = item.window
@@ -396,13 +395,16 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                     views.append(t.unfold(1, p, k).unfold(2, p, k))  # (C, nR, nC, p, p)
                 ri_t, ci_t = torch.from_numpy(ri), torch.from_numpy(ci)
                 probs = np.zeros((card.num_classes, w.rows, w.cols), np.float32)
-                for s in range(0, ri.size, chunk):
+                s = 0
+                while s < ri.size:
                     check_cancel(progress)
+                    chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
                     sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
                     batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous().numpy() for v in views]
                     out = runner(batch)
                     _check_logits(out, (card.num_classes,), card)
                     probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
+                    s += chunk
             acc.add(w.row0, w.col0, probs, np.ones((w.rows, w.cols), np.float32), item.valid)
             nxt = windows[i + 1].row0 if i + 1 < len(windows) else grid.height
             _emit(acc.flush(nxt), sink, stats)

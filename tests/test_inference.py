@@ -10,9 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from osgeo import gdal
-from torch import nn
-
 from mmlc.core.classes import ClassInfo, default_color
 from mmlc.core.classify import classify
 from mmlc.core.errors import Cancelled
@@ -22,6 +19,8 @@ from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
 from mmlc.core.normalize import apply as normalize_apply
 from mmlc.core.progress import CallbackProgress
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
+from osgeo import gdal
+from torch import nn
 
 
 # --- tiny test-only networks --------------------------------------------------------------

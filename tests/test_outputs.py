@@ -1,0 +1,82 @@
+"""Output writers: streamed rows in any chunking, style sidecar, atomic commit/abort."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mmlc.core.classes import ClassInfo
+from mmlc.core.errors import OutputError
+from mmlc.core.grid import Grid
+from mmlc.core.outputs import OutputSet, check_output_paths, qml_text
+from osgeo import gdal
+
+CLASSES = [ClassInfo(3, "water & <ice>", "#1f78b4"), ClassInfo(9, "forest", "#33a02c")]
+
+
+def _grid(spacenet6: Path) -> Grid:
+    return Grid.from_path(str(spacenet6 / "ms1_2m_uint16.tif"))
+
+
+def test_qml_is_a_paletted_style() -> None:
+    root = ET.fromstring(qml_text(CLASSES).split("\n", 1)[1])
+    rr = root.find("pipe/rasterrenderer")
+    assert rr is not None and rr.get("type") == "paletted" and rr.get("band") == "1"
+    entries = [(e.get("value"), e.get("label"), e.get("color")) for e in rr.find("colorPalette")]
+    assert entries == [("3", "water & <ice>", "#1f78b4"), ("9", "forest", "#33a02c")]
+
+
+@pytest.mark.parametrize("chunks", [[150], [7, 100, 43], [1] * 150])
+def test_streamed_rows_written_exactly(tmp_path: Path, spacenet6: Path, chunks: list[int]) -> None:
+    grid = _grid(spacenet6)
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet([1, 1], size=(150, 150)).transpose(2, 0, 1).astype(np.float32)
+    valid = rng.random((150, 150)) > 0.1
+    out = OutputSet(grid, CLASSES, str(tmp_path / "c.tif"), confidence=str(tmp_path / "p.tif"))
+    r = 0
+    for n in chunks:
+        out.write(r, probs[:, r:r + n], valid[:, :][r:r + n])
+        r += n
+    assert not (tmp_path / "c.tif").exists()  # nothing at the target before commit
+    out.finish()
+    final = out.commit()
+    cls = gdal.Open(final["class"]).ReadAsArray()
+    expect = np.where(valid, np.array([3, 9])[probs.argmax(0)], 0)
+    np.testing.assert_array_equal(cls, expect)
+    conf = gdal.Open(final["confidence"]).ReadAsArray()
+    np.testing.assert_allclose(conf, np.where(valid, probs.max(0), 0.0))
+    assert out.counts.tolist() == [int((expect == 3).sum()), int((expect == 9).sum())]
+    ds = gdal.Open(final["class"])
+    assert ds.GetGeoTransform() == grid.transform
+    assert ds.GetRasterBand(1).GetBlockSize() == [256, 256] or ds.RasterXSize < 256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.qml", "c.tif", "c.tif.aux.xml", "p.tif"]
+
+
+def test_abort_removes_temporaries(tmp_path: Path, spacenet6: Path) -> None:
+    out = OutputSet(_grid(spacenet6), CLASSES, str(tmp_path / "c.tif"), confidence=str(tmp_path / "p.tif"),
+                    vector=str(tmp_path / "v.gpkg"))
+    out.write(0, np.ones((2, 10, 150), np.float32), np.ones((10, 150), bool))
+    assert any(tmp_path.iterdir())
+    out.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_out_of_order_and_incomplete_refused(tmp_path: Path, spacenet6: Path) -> None:
+    out = OutputSet(_grid(spacenet6), CLASSES, str(tmp_path / "c.tif"))
+    with pytest.raises(RuntimeError, match="in order"):
+        out.write(5, np.ones((2, 1, 150), np.float32), np.ones((1, 150), bool))
+    with pytest.raises(RuntimeError, match="only 0 of 150"):
+        out.finish()
+    out.abort()
+
+
+def test_check_output_paths(tmp_path: Path, spacenet6: Path) -> None:
+    inp = str(spacenet6 / "pan1.tif")
+    with pytest.raises(OutputError, match="is an input"):
+        check_output_paths([inp], [inp])
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output_paths([str(tmp_path)], [inp])
+    with pytest.raises(OutputError, match="does not exist"):
+        check_output_paths([str(tmp_path / "a" / "b.tif")], [inp])
+    assert check_output_paths([str(tmp_path / "x.tif"), None], [inp]) == [tmp_path / "x.tif", None]
