@@ -205,7 +205,8 @@ class PRSANet(nn.Module):
         if num_classes < 2:
             raise ValueError(f"PRSANet needs at least 2 classes, got {num_classes}")
         if spectral_stem_min_bands < MIN_SPECTRAL_BANDS:
-            raise ValueError(f"spectral_stem_min_bands must be >= {MIN_SPECTRAL_BANDS}, got {spectral_stem_min_bands}")
+            raise ValueError(f"the spectral 3-D stem needs at least {MIN_SPECTRAL_BANDS} bands, so "
+                             f"spectral_stem_min_bands must be >= {MIN_SPECTRAL_BANDS}, got {spectral_stem_min_bands}")
         if weight_mode not in ("continuous", "binary"):
             raise ValueError(f"unknown weight_mode {weight_mode!r}; use 'continuous' or 'binary'")
         if prototype_target not in ("own", "fused"):
