@@ -2,7 +2,7 @@
 
 Semantics are those of ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` as used by
 DAS2F (spec ``das2f.md`` section 5), all arithmetic in float32 and the result cast back to the
-dtype of ``u``::
+dtype of ``u`` (float64 inputs are computed in float64)::
 
     delta'[b,d,l] = softplus(delta[b,d,l] + delta_bias[d])          (if delta_softplus)
     dA[b,d,l,n]   = exp(delta'[b,d,l] * A[d,n])                      (zero-order hold for A)
@@ -45,6 +45,11 @@ Method = Literal["auto", "chunked", "sequential", "associative", "cuda"]
 DEFAULT_CHUNK = 16
 
 
+def _acc(u: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype: float32, or float64 when the inputs are float64 (for exact tests)."""
+    return torch.promote_types(u.dtype, torch.float32)
+
+
 def _prepare_delta(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    delta_bias: torch.Tensor | None, delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Check all shapes; return fp32 delta' (batch, dim, L) (bias added, softplus applied) and fp32 A."""
@@ -61,12 +66,12 @@ def _prepare_delta(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                          f"got {tuple(B.shape)} and {tuple(C.shape)}")
     if d % B4.shape[1]:
         raise ValueError(f"dim={d} is not divisible by the {B4.shape[1]} groups of B/C")
-    dt = delta.float()
+    dt = delta.to(_acc(u))
     if delta_bias is not None:
-        dt = dt + delta_bias.float().view(1, d, 1)
+        dt = dt + delta_bias.to(_acc(u)).view(1, d, 1)
     if delta_softplus:
         dt = F.softplus(dt)  # threshold 20, as the CUDA kernel's x <= 20 ? log1p(exp(x)) : x
-    return dt, A.float()
+    return dt, A.to(_acc(u))
 
 
 def _prepare(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
@@ -76,13 +81,13 @@ def _prepare(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Ten
     dt, Af = _prepare_delta(u, delta, A, B, C, delta_bias, delta_softplus)
     b, d, L = u.shape
     n = Af.shape[1]
-    B4 = (B if B.dim() == 4 else B.unsqueeze(1)).float()
-    C4 = (C if C.dim() == 4 else C.unsqueeze(1)).float()
+    B4 = (B if B.dim() == 4 else B.unsqueeze(1)).to(_acc(u))
+    C4 = (C if C.dim() == 4 else C.unsqueeze(1)).to(_acc(u))
     g = B4.shape[1]
     dg = d // g
     dt5 = dt.view(b, g, dg, L, 1)
     dA = torch.exp(dt5 * Af.view(1, g, dg, 1, n))
-    dBu = (dt5 * u.float().view(b, g, dg, L, 1)) * B4.transpose(-1, -2).unsqueeze(2)
+    dBu = (dt5 * u.to(_acc(u)).view(b, g, dg, L, 1)) * B4.transpose(-1, -2).unsqueeze(2)
     return dA, dBu, C4.transpose(-1, -2).unsqueeze(2)
 
 
@@ -90,7 +95,7 @@ def _finish(h_y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None) -> torch
     """Add the skip ``D * u`` to y (batch, dim, L) in fp32 and cast back to u's dtype."""
     y = h_y
     if D is not None:
-        y = y + D.float().view(1, -1, 1) * u.float()
+        y = y + D.to(_acc(u)).view(1, -1, 1) * u.to(_acc(u))
     return y.to(u.dtype)
 
 
@@ -137,14 +142,14 @@ def selective_scan_chunked(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor
     dt, Af = _prepare_delta(u, delta, A, B, C, delta_bias, delta_softplus)
     b, d, L = u.shape
     n = Af.shape[1]
-    Bf = (B if B.dim() == 4 else B.unsqueeze(1)).float()
-    Cf = (C if C.dim() == 4 else C.unsqueeze(1)).float()
+    Bf = (B if B.dim() == 4 else B.unsqueeze(1)).to(_acc(u))
+    Cf = (C if C.dim() == 4 else C.unsqueeze(1)).to(_acc(u))
     g = Bf.shape[1]
     dg = d // g
     T = max(1, min(int(chunk), L))
     nc = -(-L // T)
     pad = nc * T - L
-    uf = u.float()
+    uf = u.to(_acc(u))
     if pad:
         dt, uf, Bf, Cf = (F.pad(x, (0, pad)) for x in (dt, uf, Bf, Cf))
 
