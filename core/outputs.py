@@ -56,6 +56,21 @@ def qml_text(classes: Sequence[ClassInfo]) -> str:
     return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode") + "\n"
 
 
+def argmax_max(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax, max) over axis 0 of (K, h, w), first index on ties like ``np.argmax``.
+
+    A loop over the (few) classes on contiguous planes is several times faster than
+    ``argmax(axis=0)``, whose reduction runs across planes.
+    """
+    best = probs[0].copy()
+    idx = np.zeros(best.shape, np.intp)
+    for k in range(1, probs.shape[0]):
+        better = probs[k] > best
+        idx[better] = k
+        np.maximum(best, probs[k], out=best)
+    return idx, best
+
+
 def _tmp_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
 
@@ -160,12 +175,12 @@ class OutputSet:
         """Take finished rows: probabilities (K, h, W) and validity (h, W), in row order."""
         if row0 != self._buf_row0 + self._buf_rows:
             raise RuntimeError(f"rows must arrive in order: got {row0}, expected {self._buf_row0 + self._buf_rows}")
-        idx = probs.argmax(axis=0)
+        idx, best = argmax_max(probs)
         vals = np.where(valid, self.lut[idx], 0).astype(self.lut.dtype)
         self.counts += np.bincount(idx[valid], minlength=len(self.classes))
         conf = None
         if "confidence" in self._ds:
-            conf = np.where(valid, probs.max(axis=0), CONFIDENCE_NODATA).astype(np.float32)
+            conf = np.where(valid, best, CONFIDENCE_NODATA).astype(np.float32)
         self._buf.append((vals, conf))
         self._buf_rows += vals.shape[0]
         end = self._buf_row0 + self._buf_rows

@@ -80,3 +80,13 @@ def test_check_output_paths(tmp_path: Path, spacenet6: Path) -> None:
     with pytest.raises(OutputError, match="does not exist"):
         check_output_paths([str(tmp_path / "a" / "b.tif")], [inp])
     assert check_output_paths([str(tmp_path / "x.tif"), None], [inp]) == [tmp_path / "x.tif", None]
+
+
+def test_argmax_max_matches_numpy_including_ties() -> None:
+    from mmlc.core.outputs import argmax_max
+
+    rng = np.random.default_rng(3)
+    p = rng.integers(0, 3, size=(5, 40, 30)).astype(np.float32)  # many ties
+    idx, best = argmax_max(p)
+    np.testing.assert_array_equal(idx, p.argmax(0))
+    np.testing.assert_array_equal(best, p.max(0))

@@ -1,0 +1,111 @@
+"""Overhead of tiled classify() over the bare model forward, on a 2048 x 2048 two-input raster.
+
+Inputs: synthetic tiled GeoTIFFs written to a temp folder (optical: 3-band Byte; SAR: 2-band
+Float32 dB with a NaN strip), on the same UTM grid. Model: a small fully-convolutional net
+(4 conv3x3 layers, 16 channels: forward-dominated like a real segmentation net, but cheap
+enough for a 2-core CPU). The bare forward runs the same number of tiles at the same batch size
+on pre-built tensors; the ratio total/forward is the engine's overhead (target <= 1.10).
+Prints one line per measure.  Usage: PYTHONPATH=build/pkg python bench/bench_inference.py
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmlc.core.classes import default_classes
+from mmlc.core.classify import classify
+from mmlc.core.inference import tile_starts
+from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
+from mmlc.models.registry import ModalitySpec, ModelSpec, register
+from osgeo import gdal, osr
+from torch import nn
+
+SIZE, TILE, OVERLAP, BATCH, WIDTH = 2048, 256, 32, 4, 16
+
+
+class BenchFCN(nn.Module):
+    def __init__(self, in_channels: list[int], num_classes: int, width: int = WIDTH) -> None:
+        super().__init__()
+        c = sum(in_channels)
+        layers: list[nn.Module] = []
+        for _ in range(4):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+            c = width
+        self.body = nn.Sequential(*layers, nn.Conv2d(width, num_classes, 1))
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat(xs, 1))
+
+
+def write_raster(path: Path, bands: int, dtype: int, size: int, fill) -> str:
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32631)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, bands, dtype,
+                                              ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"])
+    ds.SetGeoTransform((590000.0, 0.5, 0.0, 5750000.0, 0.0, -0.5))
+    ds.SetProjection(srs.ExportToWkt())
+    step = 1024
+    for r in range(0, size, step):
+        n = min(step, size - r)
+        for b in range(bands):
+            ds.GetRasterBand(b + 1).WriteArray(fill(r, n, size, b), 0, r)
+    ds = None
+    return str(path)
+
+
+def make_inputs(folder: Path, size: int) -> list[str]:
+    def optical(r: int, n: int, w: int, b: int) -> np.ndarray:
+        y, x = np.mgrid[r:r + n, 0:w]
+        return ((np.sin(x / 37.0 + b) + np.cos(y / 23.0)) * 60 + 128).astype(np.uint8)
+
+    def sar(r: int, n: int, w: int, b: int) -> np.ndarray:
+        y, x = np.mgrid[r:r + n, 0:w]
+        a = (np.sin((x + y) / 51.0 + b) * 6 - 12).astype(np.float32)
+        a[(y < w // 16)] = np.nan
+        return a
+
+    return [write_raster(folder / "optical.tif", 3, gdal.GDT_Byte, size, optical),
+            write_raster(folder / "sar.tif", 2, gdal.GDT_Float32, size, sar)]
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    register(ModelSpec("bench_fcn", BenchFCN, "dense", (ModalitySpec("optical", 3), ModalitySpec("sar", 2)),
+                       lambda b: {"in_channels": list(b)}))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        inputs = make_inputs(d, SIZE)
+        net = BenchFCN([3, 2], 4).eval()
+        card = ModelCard("bench_fcn", {"in_channels": [3, 2], "num_classes": 4}, "dense",
+                         [ModalityCard("optical", 3, mean=[128.0] * 3, std=[50.0] * 3),
+                          ModalityCard("sar", 2, mean=[-12.0] * 2, std=[5.0] * 2)],
+                         default_classes([1, 2, 3, 4]), tile_size=TILE, overlap=OVERLAP)
+        model = save_model_file(d / "bench.mmlc", card, net.state_dict())
+        n_tiles = len(tile_starts(SIZE, TILE, OVERLAP)) ** 2
+        # bare forward: same tiles, same batch, tensors built beforehand
+        xs = [torch.randn(BATCH, 3, TILE, TILE), torch.randn(BATCH, 2, TILE, TILE)]
+        with torch.inference_mode():
+            net(*xs)  # warm-up
+            t = time.perf_counter()
+            for i in range(0, n_tiles, BATCH):
+                b = min(BATCH, n_tiles - i)
+                torch.softmax(net(xs[0][:b], xs[1][:b]), 1)
+            bare = time.perf_counter() - t
+        res = classify(model, inputs, str(d / "classes.tif"), tile_size=TILE, overlap=OVERLAP, batch_size=BATCH,
+                       device="cpu", precision="fp32")
+        print(f"machine: {sys.platform}, torch threads {torch.get_num_threads()}, model BenchFCN 4x conv3x3 "
+              f"width {WIDTH}, raster {SIZE}x{SIZE} two inputs, tile {TILE} overlap {OVERLAP} batch {BATCH}")
+        print(f"tiles: {res.tiles} (bare forward on {n_tiles})")
+        print(f"bare_forward_s: {bare:.2f}")
+        print(f"classify_total_s: {res.seconds:.2f}")
+        print(f"classify_forward_s: {res.forward_seconds:.2f}")
+        print(f"classify_pixels_per_s: {res.pixels_per_s:.0f}")
+        print(f"overhead_ratio_total_over_bare_forward: {res.seconds / bare:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
