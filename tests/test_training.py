@@ -1,0 +1,334 @@
+"""The training engine on real samples with tiny test-only networks (registered here)."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmlc.core.datasets import Scene, load_scene, scenes_from_dataset
+from mmlc.core.errors import Cancelled, InputError, OutputError
+from mmlc.core.modelfile import load_model_file
+from mmlc.core.progress import CallbackProgress
+from mmlc.core.samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, augment, epoch_order
+from mmlc.core.splits import block_split
+from mmlc.core.training import lr_factor, resume_path_for, train
+from mmlc.models.registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class TinyDense(nn.Module):
+    """Two 3x3 conv stems summed, a small conv head: a dense two-modality test network."""
+
+    def __init__(self, num_classes: int, optical_channels: int = 10, sar_channels: int = 2) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(optical_channels, 8, 3, padding=1)
+        self.b = nn.Conv2d(sar_channels, 8, 3, padding=1)
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(8, num_classes, 1))
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return self.head(self.a(x) + self.b(s))
+
+    def training_step(self, inputs, target):
+        loss = F.cross_entropy(self(*inputs), target, ignore_index=IGNORE_INDEX)
+        return loss, {"ce": float(loss.detach())}
+
+
+class TinyPatch(nn.Module):
+    """A one-modality patch classifier (5x5 patches) with an epoch_end hook."""
+
+    def __init__(self, num_classes: int, in_channels: int = 6) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 9, num_classes))
+        self.epochs_seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, inputs, target):
+        return F.cross_entropy(self(inputs[0]), target, ignore_index=IGNORE_INDEX), {}
+
+    def epoch_end(self) -> dict[str, float]:
+        self.epochs_seen += 1
+        return {"epochs_seen": float(self.epochs_seen)}
+
+
+register(ModelSpec("t_dense", TinyDense, "dense", (ModalitySpec("optical", 10), ModalitySpec("sar", 2)),
+                   lambda b: {"optical_channels": b[0], "sar_channels": b[1]},
+                   Recipe(optimizer="adamw", lr=5e-3, epochs=2, batch_size=4, tile_size=64)))
+register(ModelSpec("t_patch", TinyPatch, "patch", (ModalitySpec("ms", 6, patch_size=5, patch_anchor=2),),
+                   lambda b: {"in_channels": b[0]},
+                   Recipe(optimizer="adam", lr=3e-3, epochs=3, batch_size=64, schedule="cosine")))
+
+
+def ben_scenes(folder: Path, n: int = 4) -> list[Scene]:
+    s2 = sorted(glob.glob(str(folder / "*__s2_10band_10m.tif")))[:n]
+    return [Scene([p, p.replace("s2_10band_10m", "s1_vv_vh_db")], p.replace("s2_10band_10m", "weak_label_s2rules"))
+            for p in s2]
+
+
+@pytest.fixture(scope="module")
+def landsat_stack(nc_landsat: Path, tmp_path_factory) -> str:
+    from osgeo import gdal
+
+    out = str(tmp_path_factory.mktemp("nc") / "lsat_stack.vrt")
+    bands = [str(nc_landsat / f"lsat7_2000_{b}.tif") for b in (10, 20, 30, 40, 50, 70)]
+    gdal.BuildVRT(out, bands, separate=True).FlushCache()
+    return out
+
+
+@pytest.fixture(scope="module")
+def dense_run(bigearthnet: Path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dense") / "tiny.mmlc"
+    prog = CallbackProgress()
+    res = train("t_dense", None, None, str(out), scenes=ben_scenes(bigearthnet, 2), epochs=3, tile_size=32,
+                batch_size=4, max_steps_per_epoch=4, seed=3, labels_note="weak S2 rule labels", progress=prog)
+    return res, out, prog
+
+
+def test_dense_loss_falls_and_model_file_is_complete(dense_run, bigearthnet):
+    res, out, prog = dense_run
+    losses = [h["loss"] for h in res.history]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert res.metric_name == "miou" and 0.0 < res.best_metric <= 1.0
+    assert res.best_epoch == max(range(1, 4), key=lambda e: res.history[e - 1]["val_miou"])
+    card, tensors = load_model_file(out)
+    assert card.architecture == "t_dense" and card.head_kind == "dense"
+    from osgeo import gdal
+
+    present = set()
+    for s in ben_scenes(bigearthnet, 2):
+        present |= set(np.unique(gdal.Open(s.labels).ReadAsArray()).tolist()) - {0}
+    k = len(present)
+    assert [c.value for c in card.classes] == sorted(present) and k >= 3
+    assert len({c.color for c in card.classes}) == k
+    assert card.build_kwargs == {"optical_channels": 10, "sar_channels": 2, "num_classes": k}
+    assert [m.name for m in card.modalities] == ["optical", "sar"] and card.tile_size == 32
+    assert card.provenance["labels_note"] == "weak S2 rule labels"
+    assert card.provenance["epochs"] == 3 and card.provenance["best_epoch"] == res.best_epoch
+    assert len(card.provenance["inputs"]) == 6 and all("sha256_first_mib" in f for f in card.provenance["inputs"])
+    assert card.provenance["best_metrics"]["miou"] == pytest.approx(res.best_metric)
+    assert tensors["head.1.weight"].shape == (k, 8, 1, 1)
+    # normalisation statistics = mean/std of the raw SAR dB values over all training scenes
+    sar = [load_scene(s, [1, 1]).arrays[1] for s in ben_scenes(bigearthnet, 2)]
+    allv = np.concatenate([a.reshape(2, -1) for a in sar], 1).astype(np.float64)
+    assert card.modalities[1].to_db is False  # already in dB: not log-transformed again
+    np.testing.assert_allclose(card.modalities[1].mean, allv.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(card.modalities[1].std, allv.std(1), rtol=1e-4)
+    assert not resume_path_for(out).exists()  # removed once the model file is written
+    assert res.report_path and Path(res.report_path).is_file()
+    assert prog.fractions[-1] == 1.0 and all(b >= a for a, b in zip(prog.fractions, prog.fractions[1:]))
+
+
+def test_patch_model_on_nc_landsat_points(landsat_stack, nc_landsat, tmp_path):
+    out = tmp_path / "p.mmlc"
+    res = train("t_patch", [landsat_stack], str(nc_landsat / "landsat96_points.shp"), str(out),
+                label_field="label", epochs=3, max_steps_per_epoch=12, seed=0, output_report=str(tmp_path / "r.html"))
+    card = res.card
+    assert card.head_kind == "patch" and card.num_classes == 7
+    assert card.modalities[0].patch_size == 5 and card.modalities[0].patch_anchor == 2
+    assert all(not c.name.startswith("class ") for c in card.classes)  # names from the string field
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    assert [h["epochs_seen"] for h in res.history] == [1.0, 2.0, 3.0]  # epoch_end reaches the history
+    assert res.metric_name == "overall_accuracy" and res.best_metric > 1.0 / 7  # better than chance
+    assert card.provenance["validation_pixels"] > 0 and card.provenance["train_pixels"] > 0
+
+
+def test_block_split_is_spatial_disjoint_and_guarded():
+    labelled = np.zeros((100, 100), bool)
+    labelled[::3, ::2] = True
+    s = block_split(labelled, 0.25, 20, seed=1, guard=3)
+    assert not (s.train & s.val).any()
+    assert 0.15 < s.val.sum() / labelled.sum() < 0.45
+    val_blocks = {(r // 20, c // 20) for r, c in zip(*np.nonzero(s.val))}
+    train_blocks = {(r // 20, c // 20) for r, c in zip(*np.nonzero(s.train))}
+    assert not val_blocks & train_blocks  # whole blocks, never single pixels
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(s.val, iterations=3)
+    assert not (near & s.train).any()
+    assert block_split(labelled, 0.0, 20).val.sum() == 0
+
+
+def test_dense_sampler_aligns_modalities_and_is_class_aware():
+    rng = np.random.default_rng(0)
+    h = w = 48
+    target = np.full((h, w), IGNORE, np.int64)
+    target[:, :24] = 0
+    target[:, 24:] = 1
+    base = rng.normal(size=(1, h, w)).astype(np.float32)
+    fine = np.kron(base, np.ones((2, 2), np.float32))  # modality 2 on a 2x finer grid
+    scene = PreparedScene("s", [base, fine], target, target != IGNORE, np.zeros((h, w), bool), [1, 2])
+    sampler = DenseTileSampler([scene], 16, 100, seed=5)
+    plain = DenseTileSampler([scene], 16, 100, seed=5, max_draws=1)
+    balanced = 0
+    for i in range(100):
+        (a, b), lab = sampler.item(0, i)
+        assert a.shape == (1, 16, 16) and b.shape == (1, 32, 32) and lab.shape == (16, 16)
+        np.testing.assert_array_equal(np.kron(a, np.ones((2, 2), np.float32)), b)
+        counts = np.bincount(lab.ravel(), minlength=2)
+        balanced += int(counts.min() > 0 and counts.max() / lab.size < 0.75)
+    balanced_plain = 0
+    for i in range(100):
+        lab = plain.item(0, i)[1]
+        counts = np.bincount(lab.ravel(), minlength=2)
+        balanced_plain += int(counts.min() > 0 and counts.max() / lab.size < 0.75)
+    # class-aware cropping (ASANet 4.2): ~1-(1-p)^10 of the crops qualify instead of ~p
+    assert balanced >= 60 and balanced > balanced_plain + 30, (balanced, balanced_plain)
+    again = sampler.item(0, 7)
+    np.testing.assert_array_equal(again[0][0], sampler.item(0, 7)[0][0])  # pure function of (epoch, index)
+
+
+def test_patch_sampler_geometry_and_reflect101_border():
+    h, w = 10, 12
+    ms = np.arange(h * w, dtype=np.float32).reshape(1, h, w)
+    pan = np.arange(4 * h * 4 * w, dtype=np.float32).reshape(1, 4 * h, 4 * w)
+    target = np.zeros((h, w), np.int64)
+    scene = PreparedScene("s", [ms, pan], target, np.ones((h, w), bool), np.zeros((h, w), bool), [1, 4])
+    sampler = PatchSampler([scene], [6, 24], [2, 8], seed=0, augment=True)
+    assert not sampler.do_augment  # 6 != 2*2+1: not centred, so no flips
+    idx = {(int(r), int(c)): i for i, (_, r, c) in enumerate(sampler.index)}
+    (p_ms, p_pan), lab = sampler.item(0, idx[(0, 0)])
+    ref_ms = np.pad(ms[0], 8, mode="reflect")[8 - 2:8 - 2 + 6, 8 - 2:8 - 2 + 6]
+    ref_pan = np.pad(pan[0], 20, mode="reflect")[20 - 8:20 - 8 + 24, 20 - 8:20 - 8 + 24]
+    np.testing.assert_array_equal(p_ms[0], ref_ms)
+    np.testing.assert_array_equal(p_pan[0], ref_pan)
+    assert p_ms[0, 2, 2] == ms[0, 0, 0] and p_ms[0, 0, 0] == ms[0, 2, 2]  # reflect-101 (edge not repeated)
+    (p_ms, p_pan), _ = sampler.item(0, idx[(5, 7)])
+    np.testing.assert_array_equal(p_ms[0], ms[0, 3:9, 5:11])
+    np.testing.assert_array_equal(p_pan[0], pan[0, 12:36, 20:44])
+
+
+def test_augment_is_identical_for_every_modality():
+    x = np.random.default_rng(1).normal(size=(2, 8, 8)).astype(np.float32)
+    lab = (x[0] > 0).astype(np.int64)
+    for seed in range(8):
+        (a, b), l2 = augment([x, x.copy()], lab, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(l2, (a[0] > 0).astype(np.int64))
+
+
+def test_lr_schedule_and_epoch_sharding():
+    assert lr_factor(0, 100, 10, "poly", 1.0) == pytest.approx(1e-6)
+    assert lr_factor(5, 100, 10, "poly", 1.0) == pytest.approx(0.5, abs=1e-6)
+    assert lr_factor(10, 100, 10, "poly", 1.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "poly", 0.9) == pytest.approx(0.5 ** 0.9)
+    assert lr_factor(50, 100, 0, "cosine", 1.0) == pytest.approx(0.5)
+    assert lr_factor(80, 100, 0, "step", 1.0) == pytest.approx(0.01)
+    full = epoch_order(10, 0, 2)
+    shards = [epoch_order(10, 0, 2, r, 3) for r in range(3)]
+    assert all(len(s) == 4 for s in shards)
+    assert set(np.concatenate(shards)) == set(full)
+    assert not np.array_equal(epoch_order(10, 0, 1), epoch_order(10, 0, 2))
+
+
+def test_bad_parameters_raise_typed_errors(bigearthnet, tmp_path):
+    sc = ben_scenes(bigearthnet, 1)
+    with pytest.raises(InputError, match="unknown model"):
+        train("nope", sc[0].inputs, sc[0].labels, str(tmp_path / "m.mmlc"))
+    with pytest.raises(InputError, match="takes 2 input"):
+        train("t_dense", sc[0].inputs[:1], sc[0].labels, str(tmp_path / "m.mmlc"))
+    with pytest.raises(InputError, match="VALIDATION_FRACTION"):
+        train("t_dense", sc[0].inputs, sc[0].labels, str(tmp_path / "m.mmlc"), validation_fraction=1.5)
+    with pytest.raises(OutputError, match="does not exist"):
+        train("t_dense", sc[0].inputs, sc[0].labels, str(tmp_path / "no" / "m.mmlc"))
+    with pytest.raises(InputError, match="does not exist"):
+        train("t_dense", [sc[0].inputs[0], str(tmp_path / "missing.tif")], sc[0].labels, str(tmp_path / "m.mmlc"))
+    with pytest.raises(Cancelled):
+        train("t_dense", sc[0].inputs, sc[0].labels, str(tmp_path / "m.mmlc"), tile_size=32, epochs=2,
+              progress=CallbackProgress(cancel_after=2))
+    assert not (tmp_path / "m.mmlc").exists() and not list(tmp_path.glob("*.html"))
+
+
+def test_fine_tune_from_model_file_keeps_normalisation(dense_run, bigearthnet, tmp_path):
+    res, out, _ = dense_run
+    sc = ben_scenes(bigearthnet, 1)
+    r2 = train("t_dense", sc[0].inputs, sc[0].labels, str(tmp_path / "ft.mmlc"), init_model=str(out), epochs=1,
+               tile_size=32, max_steps_per_epoch=1, learning_rate=1e-9)
+    assert r2.card.modalities[1].mean == res.card.modalities[1].mean
+    assert r2.card.provenance["init_kind"] == "model_file"
+    _, t1 = load_model_file(out)
+    _, t2 = load_model_file(tmp_path / "ft.mmlc")
+    assert torch.allclose(t1["a.weight"], t2["a.weight"], atol=1e-5)  # lr ~0: starts from, and stays at, the file
+
+
+def resume_run(out: str, ben: str, sleep: float):
+    """The run of the resume test (also used by its subprocesses): 4 short epochs."""
+    slow = CallbackProgress(on_fraction=lambda f: time.sleep(sleep))
+    return train("t_dense", None, None, out, scenes=ben_scenes(Path(ben), 1), epochs=4, tile_size=32, batch_size=4,
+                 max_steps_per_epoch=3, seed=11, progress=slow)
+
+
+_RESUME_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path[:0] = [{pkg!r}, {tests!r}]
+    import test_training  # registers the tiny networks
+    from mmlc.core.training import train, Scene
+    from mmlc.core.progress import CallbackProgress
+    r = test_training.resume_run(sys.argv[1], {ben!r}, {sleep})
+    print("RESUMED_FROM", r.resumed_from_epoch, "EPOCHS", r.epochs_run)
+""")
+
+
+def test_resume_after_kill_9_continues_the_same_run(bigearthnet, tmp_path):
+    script = tmp_path / "run.py"
+    env = dict(os.environ, PYTHONPATH="")
+    kw = dict(pkg=str(ROOT / "build" / "pkg"), tests=str(ROOT / "tests"), ben=str(bigearthnet))
+    script.write_text(_RESUME_SCRIPT.format(sleep=0.3, **kw))
+    out = tmp_path / "killed.mmlc"
+    ck = resume_path_for(out)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    t0 = time.time()
+    while not ck.exists() and proc.poll() is None and time.time() - t0 < 60:
+        time.sleep(0.05)
+    assert ck.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint in 60 s"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = int(torch.load(ck, weights_only=True)["epoch"])
+    assert 1 <= done < 4 and not out.exists()
+    fast = tmp_path / "fast.py"
+    fast.write_text(_RESUME_SCRIPT.format(sleep=0.0, **kw))
+    r = subprocess.run([sys.executable, str(fast), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"RESUMED_FROM {done} EPOCHS 4" in r.stdout
+    # the uninterrupted run with the same seed gives the same weights and history
+    ref = tmp_path / "ref.mmlc"
+    r2 = resume_run(str(ref), str(bigearthnet), 0.0)
+    assert r2.resumed_from_epoch == 0 and r2.epochs_run == 4
+    c1, t1 = load_model_file(out)
+    c2, t2 = load_model_file(ref)
+    for k in t1:
+        torch.testing.assert_close(t1[k], t2[k], rtol=0, atol=0)
+    assert c1.provenance["best_metrics"] == c2.provenance["best_metrics"]
+    assert c1.provenance["best_epoch"] == c2.provenance["best_epoch"]
+
+
+def test_dataset_folder_readers(tmp_path, spacenet6):
+    root = tmp_path / "WHU"
+    for d in ("optical", "sar", "lbl"):
+        (root / d).mkdir(parents=True)
+        for n in ("A1", "B2"):
+            (root / d / f"{n}.tif").write_bytes(b"")
+    (root / "train.txt").write_text("A1\n")
+    sc = scenes_from_dataset("whu-opt-sar", root, "train")
+    assert len(sc) == 1 and sc[0].label_divisor == 10 and sc[0].inputs[0].endswith("optical/A1.tif")
+    with pytest.raises(InputError, match="unknown dataset kind"):
+        scenes_from_dataset("mnist", root)
+    with pytest.raises(InputError, match="not found"):
+        scenes_from_dataset("pie-rgb-sar", root)
+    x = scenes_from_dataset("xidian", spacenet6 / "xidian_layout_tile1", "train")
+    assert x[0].inputs[0].endswith("ms4.tif") and x[0].labels.endswith("train.npy")
+    meta = json.loads((spacenet6 / "xidian_layout_tile1" / "labels_info.json").read_text())
+    assert meta
