@@ -155,3 +155,18 @@ def test_errors_unreadable_no_crs_no_overlap(tmp_path: Path, spacenet6: Path) ->
     gdal.Warp(geo, ms, dstSRS=srs.ExportToWkt())
     with AlignedReader([ms, geo]) as r:
         assert r.band_counts == [4, 4]
+
+
+def test_mask_band_honoured_through_the_warp(tmp_path: Path, spacenet6: Path) -> None:
+    ms = str(spacenet6 / "ms1_2m_uint16.tif")
+    geo = tmp_path / "geo_masked.tif"
+    ds = gdal.Warp(str(geo), ms, dstSRS="EPSG:4326")
+    ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+    m = np.full((ds.RasterYSize, ds.RasterXSize), 255, np.uint8)
+    m[: ds.RasterYSize // 2] = 0  # north half masked
+    ds.GetRasterBand(1).GetMaskBand().WriteArray(m)
+    ds = None
+    with AlignedReader([ms, str(geo)]) as r:
+        (_, b), valid = r.read(0, 0, 150, 150)
+    assert np.isnan(b[:, :70]).all() and not np.isnan(b[:, 80:]).any()
+    assert not valid[:70].any() and valid[80:].all()
