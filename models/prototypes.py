@@ -107,8 +107,6 @@ class PrototypeBank(nn.Module):
 
     prototypes: Tensor
     ready: Tensor
-    _sums: Tensor
-    _counts: Tensor
 
     def __init__(self, num_sets: int, num_classes: int, dim: int, momentum: float = 0.2,
                  update: UpdateMode = "epoch") -> None:
@@ -121,8 +119,21 @@ class PrototypeBank(nn.Module):
         self.momentum, self.update = momentum, update
         self.register_buffer("prototypes", torch.zeros(num_sets, num_classes, dim))
         self.register_buffer("ready", torch.zeros(num_sets, num_classes, dtype=torch.bool))
-        self.register_buffer("_sums", torch.zeros(num_sets, num_classes, dim), persistent=False)
-        self.register_buffer("_counts", torch.zeros(num_sets, num_classes), persistent=False)
+        # Epoch sums are plain attributes, not buffers: DistributedDataParallel broadcasts buffers
+        # from rank 0 before every forward, which would overwrite each rank's own accumulation.
+        self._sums: Tensor | None = None
+        self._counts: Tensor | None = None
+
+    def _accumulators(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if self._sums is None or self._counts is None or self._sums.device != device:
+            self._sums = torch.zeros(self.num_sets, self.num_classes, self.dim, device=device)
+            self._counts = torch.zeros(self.num_sets, self.num_classes, device=device)
+        return self._sums, self._counts
+
+    @property
+    def pending(self) -> int:
+        """Number of samples accumulated since the last :meth:`end_epoch` (summed over the sets)."""
+        return 0 if self._counts is None else int(self._counts.sum())
 
     def snapshot(self) -> tuple[Tensor, Tensor]:
         """Copies of (prototypes, ready): later in-place updates must not touch the autograd graph."""
@@ -146,8 +157,9 @@ class PrototypeBank(nn.Module):
             if self.update == "batch":
                 self._blend(s, sums, counts)
             else:
-                self._sums[s] += sums
-                self._counts[s] += counts
+                acc_sums, acc_counts = self._accumulators(sums.device)
+                acc_sums[s] += sums
+                acc_counts[s] += counts
 
     @torch.no_grad()
     def end_epoch(self) -> None:
@@ -157,14 +169,13 @@ class PrototypeBank(nn.Module):
         same prototypes.
         """
         if self.update == "epoch":
-            sums, counts = self._sums.clone(), self._counts.clone()
+            sums, counts = (t.clone() for t in self._accumulators(self.prototypes.device))
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(sums)
                 torch.distributed.all_reduce(counts)
             for s in range(self.num_sets):
                 self._blend(s, sums[s], counts[s])
-        self._sums.zero_()
-        self._counts.zero_()
+        self._sums = self._counts = None
 
     def _blend(self, s: int, sums: Tensor, counts: Tensor) -> None:
         seen = counts > 0

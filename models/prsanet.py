@@ -234,12 +234,9 @@ class PRSANet(nn.Module):
         self.prototypes = PrototypeBank(len(bands) + 1, num_classes, embed_dim, prototype_momentum,
                                         prototype_update)
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
-        m = len(bands)
-        # Epoch accumulators of the prototype classifier (non-persistent: a report, not a state).
-        self.register_buffer("_score_sum", torch.zeros(m), persistent=False)
-        self.register_buffer("_correct", torch.zeros(m), persistent=False)
-        self._count: Tensor
-        self.register_buffer("_count", torch.zeros(m), persistent=False)
+        # Epoch accumulators of the prototype classifier, rows (score sum, correct, count) x M: a
+        # plain attribute, not a buffer (a report, not a state; DDP would overwrite buffers).
+        self._epoch_stats: Tensor | None = None
 
     # ----------------------------------------------------------------------------------- forward
     @property
@@ -314,7 +311,7 @@ class PRSANet(nn.Module):
         m = self.num_modalities
         if not valid.any():
             zero = logits.sum() * 0.0
-            logs = {"loss": 0.0, "fused_acc": 0.0}
+            logs = {"fused_acc": 0.0}
             for name in self.names:
                 logs.update({f"imbalance_{name}": 1.0, f"weight_{name}": 0.0, f"proto_acc_{name}": 0.0})
             return zero, logs
@@ -364,19 +361,19 @@ class PRSANet(nn.Module):
 
         loss = loss_ce + self.sa_weight * loss_sa + loss_iip + loss_per
         self.prototypes.observe(sets, y)
-        self._score_sum += score_sum
-        self._correct += correct_sum
-        self._count += count
+        step_stats = torch.stack([score_sum, correct_sum, count])
+        self._epoch_stats = step_stats if self._epoch_stats is None else self._epoch_stats + step_stats
 
         fused_acc = (fused_logits.detach().argmax(1) == y).float().mean()
         proto_acc = correct_sum / count.clamp_min(1.0)
-        stats = torch.cat([torch.stack([loss.detach(), loss_ce.detach(), loss_sa.detach(), loss_iip.detach(),
-                                        loss_per.detach(), fused_acc]), kappa, weights, proto_acc]).tolist()
-        logs = dict(zip(["loss", "loss_ce", "loss_sa", "loss_iip", "loss_per", "fused_acc"], stats[:6]))
+        # One device->host copy for all logs. No "loss" key: the training loop logs the loss itself.
+        terms = torch.stack([loss_ce.detach(), loss_sa.detach(), loss_iip.detach(), loss_per.detach(), fused_acc])
+        values = torch.cat([terms, kappa, weights, proto_acc]).tolist()
+        logs = dict(zip(["loss_ce", "loss_sa", "loss_iip", "loss_per", "fused_acc"], values[:5]))
         for i, name in enumerate(self.names):
-            logs[f"imbalance_{name}"] = stats[6 + i]
-            logs[f"weight_{name}"] = stats[6 + m + i]
-            logs[f"proto_acc_{name}"] = stats[6 + 2 * m + i]
+            logs[f"imbalance_{name}"] = values[5 + i]
+            logs[f"weight_{name}"] = values[5 + m + i]
+            logs[f"proto_acc_{name}"] = values[5 + 2 * m + i]
         return loss, logs
 
     def epoch_end(self) -> dict[str, float]:
@@ -387,13 +384,11 @@ class PRSANet(nn.Module):
         ``epoch_proto_acc_m``. Then the prototypes are refreshed (``epoch`` update), the epoch
         counter that schedules IIP and PER advances, and the accumulators are reset.
         """
-        count = self._count.clone()
+        stats = (self._epoch_stats.clone() if self._epoch_stats is not None
+                 else torch.zeros(3, self.num_modalities, device=self.epoch.device))
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            stats = torch.stack([self._score_sum, self._correct, count])
             torch.distributed.all_reduce(stats)
-            score_sum, correct, count = stats
-        else:
-            score_sum, correct = self._score_sum, self._correct
+        score_sum, correct, count = stats
         score = score_sum / count.clamp_min(1.0)
         kappa = imbalance_factors(score)
         acc = correct / count.clamp_min(1.0)
@@ -404,9 +399,7 @@ class PRSANet(nn.Module):
             out[f"epoch_score_{name}"] = float(score[i])
         self.prototypes.end_epoch()
         self.epoch += 1
-        self._score_sum.zero_()
-        self._correct.zero_()
-        self._count.zero_()
+        self._epoch_stats = None
         return out
 
 
