@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -16,6 +17,15 @@ from mmlc.models.hfd_distill import (
 )
 from mmlc.models.hfdnet import FlowAlign, HFDNet, flow_warp
 from mmlc.models.resnet import build_resnet
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine this is several times faster than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _small(in_channels: int, num_classes: int = 4, **kw: object) -> HFDNet:
@@ -238,30 +248,30 @@ def test_distillation_on_bigearthnet_pairs(bigearthnet: Path) -> None:
     s1 = _standardise([_read(bigearthnet / f"{s}__s1_vv_vh_db.tif") for s in stems])
     raw = [_read(bigearthnet / f"{s}__weak_label_s2rules.tif").astype(np.int64) for s in stems]
     labels = [torch.from_numpy(np.where(lab == 0, IGNORE_INDEX, lab - 1)) for lab in raw]  # 1..4 -> 0..3
-    crops = [(0, 0), (56, 56)]  # two 64x64 crops per pair -> batch of 8
+    crops = [(28, 28)]  # the central 64x64 crop of each pair -> batch of 4
     opt_b = torch.stack([a[:, r:r + 64, c:c + 64] for a in s2 for r, c in crops])
     sar_b = torch.stack([a[:, r:r + 64, c:c + 64] for a in s1 for r, c in crops])
     y_b = torch.stack([a[r:r + 64, c:c + 64] for a in labels for r, c in crops])
-    assert opt_b.shape == (8, 10, 64, 64) and sar_b.shape == (8, 2, 64, 64) and int(y_b.max()) == 3
+    assert opt_b.shape == (4, 10, 64, 64) and sar_b.shape == (4, 2, 64, 64) and int(y_b.max()) == 3
 
     torch.manual_seed(0)
     teacher, student = _small(10, 4), _small(2, 4)
     teacher.train()
     t_opt = torch.optim.AdamW(teacher.parameters(), lr=2e-3)
     t_losses = []
-    for _ in range(8):
+    for _ in range(6):
         loss, _ = teacher.training_step([opt_b], y_b)
         t_opt.zero_grad()
         loss.backward()
         t_opt.step()
-        t_losses.append(float(loss))
+        t_losses.append(float(loss.detach()))
     assert np.mean(t_losses[-3:]) < np.mean(t_losses[:3])
 
     d = HFDDistiller(teacher, student)
     d.train()
     opt = torch.optim.AdamW(d.param_groups(2e-3, 1e-4))
     totals, parts = [], []
-    for _ in range(10):
+    for _ in range(8):
         loss, logs = d.training_step([opt_b, sar_b], y_b)
         opt.zero_grad()
         loss.backward()
