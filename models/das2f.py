@@ -142,7 +142,7 @@ class SSMBranch(nn.Module):
 
     def ssm_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A = -exp(A_logs) (4*64, N), D (4*64,), delta bias (4*64,)."""
-        return -torch.exp(self.A_logs.float()), self.Ds.float(), self.dt_projs_bias.float().reshape(-1)
+        return -torch.exp(self.A_logs), self.Ds, self.dt_projs_bias.reshape(-1)
 
 
 def _finish_branch(y: torch.Tensor, z: torch.Tensor, out_norm: nn.LayerNorm, out_proj: nn.Linear) -> torch.Tensor:
