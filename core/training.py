@@ -849,7 +849,7 @@ def train(
         card = ModelCard(
             architecture=arch, build_kwargs=kwargs, head_kind=spec.head_kind, modalities=data.modality_cards,
             classes=run_classes, variant=variant or "", tile_size=tile if dense else rec.tile_size,
-            provenance=provenance,
+            overlap=min(32, (tile if dense else rec.tile_size) // 4), provenance=provenance,
         )
         written_report = None
         if ctx.is_main:
