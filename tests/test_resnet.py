@@ -14,6 +14,7 @@ from mmlc.models.resnet import (
     read_state_dict,
 )
 
+
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """One intra-op thread: on a shared 2-core machine this is several times faster than two."""
