@@ -35,7 +35,8 @@ from .modelfile import ModelCard
 from .normalize import apply as normalize_apply
 from .progress import NullProgress, Progress, check_cancel
 
-#: A sink receives finished rows in order: (row0, probabilities (K, h, W) float32, valid (h, W)).
+#: A sink receives finished rows in order: (row0, probabilities (K, h, W) float32, valid (h, W));
+#: the arrays are views into the accumulator, valid only during the call.
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
 
 #: Patches per forward in patch mode = batch_size x this (a "batch unit" of patches).
@@ -93,26 +94,35 @@ def patch_halo(cards: Sequence[Any]) -> int:
 class RowAccumulator:
     """Weighted sums of class probabilities for the band of rows that tiles still touch.
 
-    Rows [row0, row0 + h) of the full width are held; :meth:`add` grows the band downwards when
-    needed, :meth:`flush` hands back the finished rows (normalised) and drops them.
+    Rows [row0, row0 + n) of the full width live in buffers allocated once (grown only if a tile
+    reaches further down than any before); :meth:`flush` hands back the finished rows, normalised
+    in place, and shifts the rest up. The arrays it returns are views, valid until the next call.
     """
 
-    def __init__(self, num_classes: int, width: int, height: int) -> None:
+    def __init__(self, num_classes: int, width: int, height: int, rows_hint: int = 0) -> None:
         self.K, self.W, self.H = num_classes, width, height
         self.row0 = 0
-        self.sums = np.zeros((num_classes, 0, width), np.float32)
-        self.weights = np.zeros((0, width), np.float32)
-        self.valid = np.zeros((0, width), bool)
+        self.n = 0
+        self._alloc(max(min(rows_hint, height), 1))
+
+    def _alloc(self, cap: int) -> None:
+        sums = np.zeros((self.K, cap, self.W), np.float32)
+        weights = np.zeros((cap, self.W), np.float32)
+        valid = np.zeros((cap, self.W), bool)
+        if self.n:
+            sums[:, :self.n] = self.sums[:, :self.n]
+            weights[:self.n] = self.weights[:self.n]
+            valid[:self.n] = self.valid[:self.n]
+        self.sums, self.weights, self.valid, self.cap = sums, weights, valid, cap
 
     def _ensure(self, row_end: int) -> None:
-        have = self.row0 + self.weights.shape[0]
-        if row_end > have:
-            n = row_end - have
-            self.sums = np.concatenate([self.sums, np.zeros((self.K, n, self.W), np.float32)], axis=1)
-            self.weights = np.concatenate([self.weights, np.zeros((n, self.W), np.float32)], axis=0)
-            self.valid = np.concatenate([self.valid, np.zeros((n, self.W), bool)], axis=0)
+        need = row_end - self.row0
+        if need > self.cap:
+            self._alloc(need)
+        self.n = max(self.n, need)
 
-    def add(self, row0: int, col0: int, probs: Optional[np.ndarray], weight: np.ndarray, valid: np.ndarray) -> None:
+    def add(self, row0: int, col0: int, probs: Optional[np.ndarray], weight: Optional[np.ndarray],
+            valid: np.ndarray) -> None:
         """Add a tile (clipped to the grid). ``probs`` None: a tile with no valid pixel."""
         h, w = valid.shape
         r0, r1 = max(row0, 0), min(row0 + h, self.H)
@@ -124,29 +134,35 @@ class RowAccumulator:
         self._ensure(r1)
         tr, tc = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
         ar, ac = slice(r0 - self.row0, r1 - self.row0), slice(c0, c1)
-        v = valid[tr, tc]
-        self.valid[ar, ac] |= v
-        if probs is None:
+        self.valid[ar, ac] |= valid[tr, tc]
+        if probs is None or weight is None:
             return
         wt = weight[tr, tc]
         self.sums[:, ar, ac] += probs[:, tr, tc] * wt
         self.weights[ar, ac] += wt
 
-    def flush(self, upto: int) -> Optional[tuple[int, np.ndarray, np.ndarray]]:
-        """Return (row0, probs, valid) for rows [row0, upto) and drop them; None when empty."""
-        upto = min(upto, self.row0 + self.weights.shape[0])
-        n = upto - self.row0
-        if n <= 0:
-            return None
-        w = self.weights[:n]
-        probs = self.sums[:, :n] / np.maximum(w, 1e-12)
-        valid = self.valid[:n] & (w > 0)
-        out = (self.row0, probs, valid)
-        self.sums = self.sums[:, n:].copy()
-        self.weights = self.weights[n:].copy()
-        self.valid = self.valid[n:].copy()
-        self.row0 = upto
-        return out
+    def flush(self, upto: int, sink: Callable[[int, np.ndarray, np.ndarray], None]) -> int:
+        """Pass rows [row0, upto) to ``sink`` (normalised probs, valid), drop them; return valid pixels."""
+        k = min(upto - self.row0, self.n)
+        if k <= 0:
+            return 0
+        w = self.weights[:k]
+        probs = self.sums[:, :k]
+        probs /= np.maximum(w, 1e-12)
+        valid = self.valid[:k]
+        valid &= w > 0
+        nvalid = int(valid.sum())
+        sink(self.row0, probs, valid)
+        rest = self.n - k
+        if rest:
+            self.sums[:, :rest] = self.sums[:, k:self.n].copy()
+            self.weights[:rest] = self.weights[k:self.n].copy()
+            self.valid[:rest] = self.valid[k:self.n].copy()
+        self.sums[:, rest:self.n] = 0
+        self.weights[rest:self.n] = 0
+        self.valid[rest:self.n] = False
+        self.row0, self.n = upto, rest
+        return nvalid
 
 
 # --- background reading ----------------------------------------------------------------
@@ -321,7 +337,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     windows = [Window(r, c, tile, tile) for r in rs for c in cs]
     wr = {r: ramp_weights(tile, overlap, i > 0, i < len(rs) - 1) for i, r in enumerate(rs)}
     wc = {c: ramp_weights(tile, overlap, i > 0, i < len(cs) - 1) for i, c in enumerate(cs)}
-    acc = RowAccumulator(card.num_classes, grid.width, grid.height)
+    acc = RowAccumulator(card.num_classes, grid.width, grid.height, tile)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
     pending: list[ReadWindow] = []
@@ -337,6 +353,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
         j = 0
         for p in pending:
             w = p.window
+            stats.valid_pixels += acc.flush(w.row0, sink)  # rows above this tile are final
             if p.valid.any():
                 acc.add(w.row0, w.col0, probs[j], np.outer(wr[w.row0], wc[w.col0]), p.valid)
                 j += 1
@@ -344,7 +361,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                 acc.add(w.row0, w.col0, None, None, p.valid)
         done += len(pending)
         pending.clear()
-        _emit(acc.flush(next_row), sink, stats)
+        stats.valid_pixels += acc.flush(next_row, sink)
         progress.set_fraction(done / len(windows))
 
     try:
@@ -357,12 +374,6 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
         pre.close()
     stats.wait_s = pre.wait_s
     return stats
-
-
-def _emit(chunk: Optional[tuple[int, np.ndarray, np.ndarray]], sink: Sink, stats: InferenceStats) -> None:
-    if chunk is not None:
-        stats.valid_pixels += int(chunk[2].sum())
-        sink(*chunk)
 
 
 def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
@@ -378,7 +389,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     rs = list(range(0, grid.height, tile))
     cs = list(range(0, grid.width, tile))
     windows = [Window(r, c, min(tile, grid.height - r), min(tile, grid.width - c), halo) for r in rs for c in cs]
-    acc = RowAccumulator(card.num_classes, grid.width, grid.height)
+    acc = RowAccumulator(card.num_classes, grid.width, grid.height, tile)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
     try:
@@ -407,7 +418,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                     s += chunk
             acc.add(w.row0, w.col0, probs, np.ones((w.rows, w.cols), np.float32), item.valid)
             nxt = windows[i + 1].row0 if i + 1 < len(windows) else grid.height
-            _emit(acc.flush(nxt), sink, stats)
+            stats.valid_pixels += acc.flush(nxt, sink)
             progress.set_fraction((i + 1) / len(windows))
             check_cancel(progress)
     finally:

@@ -63,7 +63,7 @@ def argmax_max(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``argmax(axis=0)``, whose reduction runs across planes.
     """
     best = probs[0].copy()
-    idx = np.zeros(best.shape, np.intp)
+    idx = np.zeros(best.shape, np.uint8 if probs.shape[0] <= 256 else np.intp)
     for k in range(1, probs.shape[0]):
         better = probs[k] > best
         idx[better] = k
@@ -123,9 +123,10 @@ class OutputSet:
         values = np.array([c.value for c in self.classes], np.int64)
         self.lut = values.astype(np.uint16 if values.max() > 255 else np.uint8)
         self.counts = np.zeros(len(self.classes), np.int64)
-        self._buf: list[tuple[np.ndarray, Optional[np.ndarray]]] = []
-        self._buf_row0 = 0
-        self._buf_rows = 0
+        self._row = 0  # next row expected
+        self._buf_row0 = 0  # first row held in the block buffers
+        self._buf_vals = np.zeros((min(BLOCK, grid.height), grid.width), self.lut.dtype)
+        self._buf_conf = np.zeros((min(BLOCK, grid.height), grid.width), np.float32) if conf is not None else None
         self._ds: dict[str, Any] = {}
         drv = gdal.GetDriverByName("GTiff")
         try:
@@ -172,41 +173,44 @@ class OutputSet:
 
     # --- streaming -----------------------------------------------------------------------
     def write(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        """Take finished rows: probabilities (K, h, W) and validity (h, W), in row order."""
-        if row0 != self._buf_row0 + self._buf_rows:
-            raise RuntimeError(f"rows must arrive in order: got {row0}, expected {self._buf_row0 + self._buf_rows}")
-        idx, best = argmax_max(probs)
-        vals = np.where(valid, self.lut[idx], 0).astype(self.lut.dtype)
-        self.counts += np.bincount(idx[valid], minlength=len(self.classes))
-        conf = None
-        if "confidence" in self._ds:
-            conf = np.where(valid, best, CONFIDENCE_NODATA).astype(np.float32)
-        self._buf.append((vals, conf))
-        self._buf_rows += vals.shape[0]
-        end = self._buf_row0 + self._buf_rows
-        boundary = end - end % BLOCK if end < self.grid.height else end
-        if boundary > self._buf_row0:
-            self._write_until(boundary)
+        """Take finished rows: probabilities (K, h, W) and validity (h, W), in row order.
 
-    def _write_until(self, boundary: int) -> None:
-        vals = np.concatenate([b[0] for b in self._buf], axis=0)
-        confs = [b[1] for b in self._buf]
-        conf = np.concatenate(confs, axis=0) if confs[0] is not None else None
-        n = boundary - self._buf_row0
-        self._ds["class"].GetRasterBand(1).WriteArray(vals[:n], 0, self._buf_row0)
+        Rows are copied into one block row of buffers, written when it is full, then dropped
+        from GDAL's cache, so memory does not grow with the raster.
+        """
+        if row0 != self._row:
+            raise RuntimeError(f"rows must arrive in order: got {row0}, expected {self._row}")
+        idx, best = argmax_max(probs)
+        self.counts += np.bincount(idx[valid], minlength=len(self.classes))
+        vals = self.lut[idx]
+        vals[~valid] = CLASS_NODATA
+        h = valid.shape[0]
+        done = 0
+        while done < h:
+            at = self._row - self._buf_row0
+            n = min(h - done, self._buf_vals.shape[0] - at)
+            self._buf_vals[at:at + n] = vals[done:done + n]
+            if self._buf_conf is not None:
+                self._buf_conf[at:at + n] = np.where(valid[done:done + n], best[done:done + n], CONFIDENCE_NODATA)
+            done += n
+            self._row += n
+            if self._row - self._buf_row0 == self._buf_vals.shape[0] or self._row == self.grid.height:
+                self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        n = self._row - self._buf_row0
+        self._ds["class"].GetRasterBand(1).WriteArray(self._buf_vals[:n], 0, self._buf_row0)
         self._ds["class"].FlushCache()
-        if conf is not None:
-            self._ds["confidence"].GetRasterBand(1).WriteArray(conf[:n], 0, self._buf_row0)
+        if self._buf_conf is not None:
+            self._ds["confidence"].GetRasterBand(1).WriteArray(self._buf_conf[:n], 0, self._buf_row0)
             self._ds["confidence"].FlushCache()
-        self._buf = [(vals[n:], conf[n:] if conf is not None else None)] if n < vals.shape[0] else []
-        self._buf_row0 = boundary
-        self._buf_rows = vals.shape[0] - n
+        self._buf_row0 = self._row
 
     # --- finishing -----------------------------------------------------------------------
     def finish(self) -> None:
         """Close rasters, write the style sidecar and the polygons (still at temporary paths)."""
-        if self._buf_row0 + self._buf_rows != self.grid.height:
-            raise RuntimeError(f"only {self._buf_row0 + self._buf_rows} of {self.grid.height} rows were written")
+        if self._row != self.grid.height:
+            raise RuntimeError(f"only {self._row} of {self.grid.height} rows were written")
         for k in list(self._ds):
             self._ds[k].FlushCache()
             self._ds[k] = None

@@ -121,11 +121,18 @@ def test_row_accumulator_blends_and_flushes_in_order() -> None:
     p = np.stack([np.ones((3, 6)), np.zeros((3, 6))]).astype(np.float32)
     acc.add(0, 0, p, np.full((3, 6), 1.0, np.float32), np.ones((3, 6), bool))
     acc.add(2, 0, 1 - p, np.full((3, 6), 3.0, np.float32), np.ones((3, 6), bool))
-    r0, probs, valid = acc.flush(2)
+    got: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def sink(r: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        got.append((r, probs.copy(), valid.copy()))
+
+    assert acc.flush(2, sink) == 12
+    r0, probs, valid = got[0]
     assert r0 == 0 and probs.shape == (2, 2, 6) and valid.all()
     np.testing.assert_allclose(probs[0], 1.0)
-    r0, probs, _ = acc.flush(5)
-    assert r0 == 2
+    assert acc.flush(5, sink) == 18
+    r0, probs, _ = got[1]
+    assert r0 == 2 and probs.shape == (2, 3, 6)
     np.testing.assert_allclose(probs[0, 0], 0.25)  # (1*1 + 0*3) / 4 on the shared row
     np.testing.assert_allclose(probs[1, 1:], 1.0)
 
