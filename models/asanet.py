@@ -40,13 +40,16 @@ class SFM(nn.Module):
         hidden = max(min_hidden, channels // reduction)
         self.sconv = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
 
-    def attention(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        """sigmoid(MLP(global max of (x - other))): a (B, C, 1, 1) weight in (0, 1)."""
-        return torch.sigmoid(self.sconv(torch.amax(x - other, dim=(2, 3), keepdim=True)))
+    def attention(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a1, a2), each (B, C, 1, 1) in (0, 1). One difference map serves both directions
+        (GMP(x2 - x1) = -min(x1 - x2)) and one MLP call runs both (stacked on the batch axis)."""
+        d = x1 - x2
+        pooled = torch.cat([torch.amax(d, dim=(2, 3), keepdim=True), -torch.amin(d, dim=(2, 3), keepdim=True)])
+        a = torch.sigmoid(self.sconv(pooled))
+        return a[: x1.shape[0]], a[x1.shape[0]:]
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a1 = self.attention(x1, x2)
-        a2 = self.attention(x2, x1)
+        a1, a2 = self.attention(x1, x2)
         return x1 * (1.0 + a1), x2 * (1.0 + a2)
 
 
