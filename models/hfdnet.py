@@ -195,6 +195,10 @@ class HFDNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"HFD-Net ({self.encoder_name}) expects a (B, {self.in_channels}, H, W) tensor, "
                              f"got shape {tuple(x.shape)}; the model was built for {self.in_channels} bands")
+        if self.training and x.shape[0] < 2:
+            # the 1x1 pooled context branch has one value per channel: batch-norm cannot train on it
+            raise ValueError("HFD-Net trains on at least 2 tiles per batch (batch-norm on the pooled context); "
+                             "raise the batch size or drop the last incomplete batch")
         feats = self.decoder(self.encoder.forward_features(x))
         logits = self.classifier(self.dropout(feats["fused"]))
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)

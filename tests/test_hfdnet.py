@@ -68,10 +68,32 @@ def test_resnet50_encoder_size_and_teacher_bands() -> None:
     assert m.decoder.laterals[0].conv.in_channels == 256 and m.decoder.context.ppm[0][1].conv.in_channels == 2048
 
 
-def test_wrong_band_count_is_a_clear_error() -> None:
+def test_wrong_band_count_or_single_tile_batch_is_a_clear_error() -> None:
     m = _small(2)
     with pytest.raises(ValueError, match="built for 2 bands"):
         m(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="at least 2 tiles"):
+        m.train()(torch.randn(1, 2, 64, 64))
+    assert m.eval()(torch.randn(1, 2, 64, 64)).shape == (1, 4, 64, 64)
+
+
+def test_aspp_context_and_unaligned_ablation() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 70, 90)
+    aspp = _small(2, context="aspp").eval()
+    plain = _small(2, align=False).eval()
+    with torch.no_grad():
+        logits, feats = aspp.forward_features(x)
+        assert logits.shape == (1, 4, 70, 90) and feats["p5"].shape == (1, 32, 3, 3)
+        assert plain(x).shape == (1, 4, 70, 90)
+    assert not any(fa.enabled for fa in plain.decoder.top_down) and all(fa.enabled for fa in aspp.decoder.top_down)
+    with pytest.raises(ValueError, match="context"):
+        _small(2, context="fpn")
+    # zero-initialised flows: an untrained aligned network computes exactly the unaligned one
+    aligned = _small(2).eval()
+    plain.load_state_dict(aligned.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(x), plain(x), atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- alignment (HFAM)
