@@ -248,3 +248,20 @@ def test_pretrained_kwarg_loads_both_branches(tmp_path) -> None:
     torch.testing.assert_close(model.backbone_optical.stages[1].blocks[0].mlp.fc1.weight,
                                src.stages[1].blocks[0].mlp.fc1.weight)
     torch.testing.assert_close(model.backbone_sar.stem[0].weight, src.stem[0].weight.sum(1, keepdim=True))
+
+
+def test_a_few_adamw_steps_fit_a_fixed_batch() -> None:
+    """The contract end to end: param_groups -> AdamW -> training_step -> backward lowers the loss."""
+    torch.manual_seed(0)
+    model = small(num_classes=3, drop_path_rate=0.0, dropout=0.0).train()
+    xo, xs = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
+    target = (xo[:, 0] > 0).long() + (xs[:, 0] > 1).long()  # a learnable pixel-wise rule
+    opt = torch.optim.AdamW(model.param_groups(lr=1e-2, weight_decay=0.05))
+    losses = []
+    for _ in range(8):
+        loss, _ = model.training_step([xo, xs], target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(b < a for a, b in zip(losses[:5], losses[1:5])) and losses[-1] < 0.9 * losses[0], losses
