@@ -526,7 +526,8 @@ def run_loop(
                 global_step += 1
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
             for key, v in (logs or {}).items():
-                sums[key] = sums.get(key, 0.0) + float(v)
+                if key != "loss":  # the loop's own loss is authoritative
+                    sums[key] = sums.get(key, 0.0) + float(v)
             count += 1
             progress.set_fraction((epoch + (b + 1) / n_batches) / cfg.epochs)
         keys = sorted(sums)
@@ -764,7 +765,8 @@ def train(
         raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 and LEARNING_RATE > 0")
     all_inputs = [p for s in scenes for p in s.inputs] + [s.labels for s in scenes]
     out = _check_output(output_model, all_inputs)
-    report_path = output_report if output_report is not None else str(out.with_name(out.name + ".report.html"))
+    report_path = (None if output_report == "" else  # "" = no report
+                   output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
     dev = resolve_device(device)
     ctx = setup(dev.type)
     try:

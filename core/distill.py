@@ -1,0 +1,227 @@
+"""Optical -> SAR distillation glue (HFD-Net, spec ``hfdnet.md`` Sec. 5.2-5.3).
+
+:func:`distill` loads a teacher model file (an ``hfdnet`` trained on optical bands with
+:func:`core.training.train`), builds a student ``hfdnet`` with the SAR band count, wraps both in
+``models.hfd_distill.HFDDistiller`` and trains that through the *same* generic loop as
+:func:`core.training.train` (``run_loop``): the distiller fulfils the network contract with
+inputs ``[optical, sar]``. The saved model file is an ordinary SAR-only ``hfdnet`` (the
+student's weights; adapters and teacher dropped), usable by classify with one SAR input.
+
+With ``compare_sar_only`` a second student with the same initial weights is trained on SAR
+alone, on the same samples and under the same budget, and both validation metrics go to the
+report (and to the card's provenance). Which one wins is reported, not asserted.
+
+Design choices: the optical input is normalised with the teacher card's statistics (it must see
+what it was trained on); the SAR statistics are computed from the training data; the classes
+are the teacher's (label values outside its table are unlabelled).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from .classes import ClassInfo
+from .datasets import Scene, fingerprint, load_scene
+from .ddp import setup, teardown
+from .errors import InputError, ModelFileError
+from .modelfile import ModelCard, load_model_file, save_model_file
+from .progress import NullProgress, Progress
+from .samplers import DenseTileSampler
+from .training import (
+    DenseValidation,
+    LoopConfig,
+    _check_output,
+    _default_tile,
+    _metric_of,
+    _version,
+    _write_report,
+    prepare_data,
+    resume_path_for,
+    run_loop,
+)
+
+
+@dataclass
+class DistillResult:
+    """What :func:`distill` produced; ``sar_only_*`` are None when the comparison was skipped."""
+
+    model_path: str
+    report_path: str | None
+    card: ModelCard
+    history: list[dict[str, float]]
+    best_metric: float
+    metrics: Any
+    sar_only_metric: float | None = None
+    sar_only_metrics: Any = None
+    sar_only_history: list[dict[str, float]] | None = None
+
+
+def _sar_only(student: Any) -> Any:
+    """The comparison run: a SAR student fed ``[optical, sar]`` batches that ignores the optical."""
+    import torch.nn as nn
+
+    class SarOnly(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.student = net
+
+        def forward(self, optical, sar):  # same calling convention as the distiller
+            return self.student(sar)
+
+        def training_step(self, inputs, target):
+            return self.student.training_step([inputs[1]], target)
+
+        def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+            return self.student.param_groups(lr, weight_decay)
+
+    return SarOnly(student)
+
+
+def distill(
+    teacher: str,
+    input_optical: str,
+    input_sar: str,
+    labels: str,
+    output_model: str,
+    *,
+    scenes: Sequence[Scene] | None = None,
+    label_field: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    temperature: float | None = None,
+    feature_weight: float | None = None,
+    kd_weight: float | None = None,
+    device: str = "auto",
+    output_report: str | None = None,
+    compare_sar_only: bool = True,
+    seed: int = 0,
+    progress: Progress | None = None,
+    tile_size: int | None = None,
+    validation_fraction: float = 0.2,
+    max_steps_per_epoch: int | None = None,
+) -> DistillResult:
+    """Distil a SAR-only ``hfdnet`` from an optical ``hfdnet`` teacher (see the module docstring).
+
+    ``scenes``: several ``Scene([optical, sar], labels)`` instead of the single scene given by
+    ``input_optical``/``input_sar``/``labels``. Raises InputError, ModelFileError, OutputError,
+    Cancelled; nothing is written at the output paths on error.
+    """
+    import torch
+
+    from ..models.hfd_distill import HFDDistiller
+    from ..models.registry import get_spec
+    from .device import resolve_device
+
+    progress = progress or NullProgress()
+    t_card, t_weights = load_model_file(teacher)
+    if t_card.architecture != "hfdnet" or len(t_card.modalities) != 1:
+        raise InputError(f"TEACHER {teacher} is a {t_card.architecture} model with {len(t_card.modalities)} "
+                         "input(s); distillation needs an hfdnet teacher trained on one optical raster")
+    spec = get_spec("hfdnet")
+    rec = spec.recipe
+    if scenes is None:
+        if not (input_optical and input_sar and labels):
+            raise InputError("give INPUT_OPTICAL, INPUT_SAR and LABELS (or a list of scenes)")
+        scenes = [Scene([input_optical, input_sar], labels, label_field)]
+    scenes = list(scenes)
+    for s in scenes:
+        if len(s.inputs) != 2:
+            raise InputError(f"scene {s.name}: distillation takes [optical, sar] inputs, got {len(s.inputs)}")
+    epochs = int(epochs if epochs is not None else rec.epochs)
+    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
+    lr = float(learning_rate if learning_rate is not None else rec.lr)
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise InputError("EPOCHS and BATCH_SIZE must be >= 1 and LEARNING_RATE > 0")
+    out = _check_output(output_model, [p for s in scenes for p in s.inputs] + [s.labels for s in scenes] + [teacher])
+    report_path = (None if output_report == "" else  # "" = no report
+                   output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
+    dev = resolve_device(device)
+    ctx = setup(dev.type)
+    try:
+        datas = [load_scene(s, [1, 1]) for s in scenes]
+        if datas[0].arrays[0].shape[0] != t_card.modalities[0].bands:
+            raise InputError(f"INPUT_OPTICAL has {datas[0].arrays[0].shape[0]} bands but the teacher was trained "
+                             f"on {t_card.modalities[0].bands}")
+        classes: list[ClassInfo] = list(t_card.classes)
+        tile = int(tile_size) if tile_size else _default_tile(t_card.tile_size or rec.tile_size, datas)
+        data = prepare_data(datas, ["optical", "sar"], [1, 1], classes=classes,
+                            validation_fraction=validation_fraction, seed=seed, tile=tile,
+                            given_cards=[t_card.modalities[0], None], progress=progress)
+        sar_card = data.modality_cards[1]
+        length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
+        sampler = DenseTileSampler(data.scenes, tile, length, seed)
+        validation = DenseValidation(data.scenes, tile)
+        teacher_net = spec.builder(**t_card.build_kwargs)
+        try:
+            teacher_net.load_state_dict(t_weights, strict=True)
+        except RuntimeError as e:
+            raise ModelFileError(f"{teacher}: the weights do not fit hfdnet: {e}") from e
+        s_kwargs = dict(t_card.build_kwargs)
+        s_kwargs.update(spec.channel_kwargs([data.band_counts[1]]))
+        kd_kwargs = {k: v for k, v in (("temperature", temperature), ("feature_weight", feature_weight),
+                                        ("kd_weight", kd_weight)) if v is not None}
+        cfg = LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=rec.weight_decay,
+                         optimizer=rec.optimizer, momentum=rec.momentum, schedule=rec.schedule,
+                         poly_power=rec.poly_power, warmup_iters=rec.warmup_iters, seed=seed, metric="miou",
+                         max_steps_per_epoch=max_steps_per_epoch)
+        torch.manual_seed(seed)
+        student = spec.builder(**s_kwargs)
+        initial = {k: v.clone() for k, v in student.state_dict().items()}
+        try:
+            distiller = HFDDistiller(teacher_net, student, **kd_kwargs)
+        except ValueError as e:
+            raise InputError(f"cannot set up the distillation: {e}") from e
+        progress.info("training the distilled SAR student")
+        outcome = run_loop(distiller, sampler, validation, cfg, classes, dev,
+                           export_state=lambda m: m.student_state_dict(),
+                           resume_path=resume_path_for(out), run_fingerprint=repr((t_card.to_json(), s_kwargs,
+                           cfg.__dict__, kd_kwargs, data.fingerprints, tile)), progress=progress, ctx=ctx)
+        value, metrics = (_metric_of(outcome.best_confusion, classes, "miou")
+                          if outcome.best_confusion is not None else (float("nan"), None))
+        sar_value = sar_metrics = sar_history = None
+        if compare_sar_only:
+            progress.info("training the SAR-only comparison student (same start, samples and budget)")
+            torch.manual_seed(seed)
+            plain = spec.builder(**s_kwargs)
+            plain.load_state_dict(initial)
+            sar_out = run_loop(_sar_only(plain), sampler, validation, cfg, classes, dev,
+                               export_state=lambda m: m.student.state_dict(), progress=progress, ctx=ctx)
+            sar_history = sar_out.history
+            if sar_out.best_confusion is not None:
+                sar_value, sar_metrics = _metric_of(sar_out.best_confusion, classes, "miou")
+        comparison = {"distilled_miou": value, "sar_only_miou": sar_value,
+                      "distilled_summary": metrics.summary() if metrics is not None else {},
+                      "sar_only_summary": sar_metrics.summary() if sar_metrics is not None else {}}
+        provenance = {
+            "inputs": data.fingerprints, "teacher": fingerprint(teacher),
+            "teacher_provenance": {k: t_card.provenance.get(k) for k in ("best_metrics", "epochs", "date")},
+            "epochs": outcome.epochs_run, "best_epoch": outcome.best_epoch,
+            "best_metrics": comparison["distilled_summary"], "selection_metric": "miou",
+            "distillation": {"feature_weight": distiller.feature_weight, "kd_weight": distiller.kd_weight,
+                             "temperature": distiller.temperature, "levels": list(distiller.levels)},
+            "comparison": comparison, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "mmlc_version": _version(), "seed": seed, "train_pixels": data.n_train,
+            "validation_pixels": data.n_val, "labels_note": t_card.provenance.get("labels_note", ""),
+        }
+        card = ModelCard(architecture="hfdnet", build_kwargs=s_kwargs, head_kind="dense", modalities=[sar_card],
+                         classes=classes, variant=t_card.variant, tile_size=tile, overlap=min(32, tile // 4),
+                         provenance=provenance)
+        written = None
+        if ctx.is_main:
+            save_model_file(out, card, outcome.state)
+            written = _write_report(report_path, card, outcome.history, metrics,
+                                    {"operation": "distillation (optical teacher -> SAR student)",
+                                     "teacher": str(Path(teacher).name), "comparison": comparison,
+                                     "sar_only_history": sar_history or []}, progress)
+            rp = resume_path_for(out)
+            if rp.exists():
+                rp.unlink()
+        progress.set_fraction(1.0)
+        return DistillResult(str(out), written, card, outcome.history, value, metrics, sar_value, sar_metrics,
+                             sar_history)
+    finally:
+        teardown(ctx)
