@@ -10,6 +10,7 @@ from mmlc.models.selective_scan import (
     selective_scan_associative,
     selective_scan_chunked,
     selective_scan_sequential,
+    selective_scan_streaming,
 )
 
 
@@ -54,7 +55,7 @@ def test_sequential_matches_explicit_formulas():
     np.testing.assert_allclose(y.numpy(), _numpy_scan(*args), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("fast", [selective_scan_chunked, selective_scan_associative])
+@pytest.mark.parametrize("fast", [selective_scan_chunked, selective_scan_streaming, selective_scan_associative])
 def test_parallel_equals_sequential_random_L256(fast):
     args = _inputs(b=2, d=64, L=256, g=2)
     ref = selective_scan_sequential(*args, delta_softplus=True)
@@ -81,7 +82,7 @@ def test_edge_cases(case):
         args = _inputs(b=1, d=16, L=256, n=8, g=1, delta_scale=80.0)  # softplus past its threshold 20
     ref = selective_scan_sequential(*args, delta_softplus=True)
     assert torch.isfinite(ref).all()
-    for fast in (selective_scan_chunked, selective_scan_associative):
+    for fast in (selective_scan_chunked, selective_scan_streaming, selective_scan_associative):
         out = fast(*args, delta_softplus=True)
         assert torch.isfinite(out).all()
         assert (out - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
@@ -130,7 +131,7 @@ def test_low_precision_inputs_accumulate_in_fp32_and_keep_dtype():
 
 def test_dispatch_and_errors():
     args = _inputs(b=1, d=4, L=8, n=2, g=1)
-    assert torch.equal(selective_scan(*args, True, method="auto"), selective_scan_chunked(*args, True))
+    assert torch.equal(selective_scan(*args, True, method="auto"), selective_scan_streaming(*args, True))
     with pytest.raises(RuntimeError, match="mamba_ssm"):
         selective_scan(*args, True, method="cuda")  # CPU tensors: no kernel
     with pytest.raises(ValueError, match="unknown"):
