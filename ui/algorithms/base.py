@@ -26,6 +26,9 @@ PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__f
 ICON_PATH = os.path.join(PLUGIN_DIR, "resources", "icon.svg")
 
 
+_LIVE_POST_PROCESSORS: list = []
+
+
 class MmlcAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses set NAME, DISPLAY, GROUP/GROUP_ID and HELP and implement run()."""
 
@@ -35,9 +38,6 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
     GROUP_ID = "landcover"
     HELP = ""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._post_processors: list = []  # Processing keeps raw pointers: hold references here
 
     def name(self) -> str:
         return self.NAME
@@ -96,9 +96,15 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
             release_gpu_memory()
 
     def keep_post_processor(self, context: QgsProcessingContext, output: str, post) -> None:
-        """Attach a style post-processor to an output Processing will load, keeping a reference."""
+        """Attach a style post-processor to an output Processing will load.
+
+        Processing keeps a raw pointer to the post-processor and runs it after ``run()`` has
+        destroyed the algorithm copy that created it, so the Python object is kept alive at
+        module level (a short rolling list) rather than on ``self``.
+        """
         if output and context.willLoadLayerOnCompletion(output):
-            self._post_processors.append(post)
+            _LIVE_POST_PROCESSORS.append(post)
+            del _LIVE_POST_PROCESSORS[:-64]
             context.layerToLoadOnCompletionDetails(output).setPostProcessor(post)
 
 

@@ -35,7 +35,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         model = QgsProcessingParameterFile("MODEL", "Model file or built-in model name", defaultValue="asanet-demo")
-        model.setFileFilter("mmlc model files (*.mmlc);;All files (*.*)")
+        model.setFileFilter("mmlc model files (*.mmlc);;Built-in model name or any file (*)")
         self.addParameter(model)
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / SAR-only models' SAR)"))
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",

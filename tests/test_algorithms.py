@@ -1,0 +1,190 @@
+"""The Processing algorithms in a real QGIS: parameter ids, dialogs, processing.run on the shipped
+samples, styled layers, cancel, bad inputs, qgis_process and the Graphical Modeler chain."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import mmlc
+import numpy as np
+import pytest
+from osgeo import gdal
+from qgis.core import (
+    QgsApplication,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+)
+from test_inference import CLASSES3, make_dense_model
+
+PARAMETER_IDS = {
+    "mmlc:classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
+                      "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR"],
+    "mmlc:train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABEL_FIELD", "CLASSES", "EPOCHS",
+                   "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL", "DEVICE",
+                   "OUTPUT_MODEL", "OUTPUT_REPORT"],
+    "mmlc:distill": ["TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "LABEL_FIELD", "EPOCHS", "BATCH_SIZE",
+                     "LEARNING_RATE", "TEMPERATURE", "FEATURE_WEIGHT", "KD_WEIGHT", "DEVICE", "OUTPUT_MODEL",
+                     "OUTPUT_REPORT"],
+    "mmlc:evaluate": ["PREDICTION", "REFERENCE", "LABEL_FIELD", "OUTPUT_REPORT", "OUTPUT_TABLE"],
+}
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_app, qgis_processing):
+    plugin = mmlc.classFactory(None)
+    plugin.initProcessing()
+    yield QgsApplication.processingRegistry().providerById("mmlc")
+    plugin.unload()
+
+
+def _grid(path: Path) -> tuple:
+    ds = gdal.Open(str(path))
+    return ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, ds.GetProjection()
+
+
+@pytest.mark.parametrize("alg_id", sorted(PARAMETER_IDS))
+def test_parameter_ids_are_stable(provider, alg_id: str) -> None:
+    alg = QgsApplication.processingRegistry().algorithmById(alg_id)
+    assert [p.name() for p in alg.parameterDefinitions()] == PARAMETER_IDS[alg_id]
+    assert alg.shortHelpString() and alg.group() and not alg.icon().isNull()
+    if alg_id == "mmlc:evaluate":
+        assert {o.name() for o in alg.outputDefinitions()} >= {"OA", "AA", "KAPPA", "MIOU"}
+    if alg_id == "mmlc:classify":  # a built-in name is an acceptable MODEL value, as is a file
+        model = alg.parameterDefinition("MODEL")
+        assert model.checkValueIsAcceptable("asanet-demo") and model.checkValueIsAcceptable("/x/y.mmlc")
+
+
+@pytest.mark.parametrize("alg_id", sorted(PARAMETER_IDS))
+def test_toolbox_dialog_opens_with_the_parameters(provider, qgis_iface, monkeypatch, alg_id: str) -> None:
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.gui import QgsBrowserGuiModel
+
+    browser = QgsBrowserGuiModel()  # pytest-qgis's iface mocks this; the dialog needs a real one
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    dialog = AlgorithmDialog(alg, False, qgis_iface.mainWindow())
+    try:
+        wrappers = dialog.mainWidget().wrappers
+        assert set(PARAMETER_IDS[alg_id]) <= set(wrappers)  # destinations included
+        assert all(wrappers[p].wrappedWidget() is not None for p in PARAMETER_IDS[alg_id])
+    finally:
+        dialog.close()
+
+
+def test_classify_runs_and_loads_a_paletted_layer(provider, tmp_path: Path, spacenet6: Path) -> None:
+    from qgis import processing
+
+    model = make_dense_model(tmp_path / "m.mmlc")
+    out = tmp_path / "lc.tif"
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    params = {"MODEL": str(model), "INPUT_1": str(spacenet6 / "rgb_unmasked.tif"),
+              "INPUT_2": str(spacenet6 / "sar_masked.tif"), "TILE_SIZE": 0, "OVERLAP": 16, "BATCH_SIZE": 2,
+              "DEVICE": "cpu", "OUTPUT": str(out), "OUTPUT_CONFIDENCE": str(tmp_path / "conf.tif")}
+    results = processing.runAndLoadResults("mmlc:classify", params, context=context)
+    assert Path(results["OUTPUT"]) == out and out.exists() and out.with_suffix(".qml").exists()
+    assert _grid(out) == _grid(spacenet6 / "rgb_unmasked.tif")
+    values = set(np.unique(gdal.Open(str(out)).ReadAsArray()).tolist())
+    assert values <= {0, 1, 2, 5} and values & {1, 2, 5}
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if isinstance(lyr, QgsRasterLayer) and Path(lyr.source()) == out]
+    assert layers, "the class raster was not loaded"
+    renderer = layers[0].renderer()
+    assert isinstance(renderer, QgsPalettedRasterRenderer)
+    got = {(c.value, c.label, c.color.name()) for c in renderer.classes()}
+    assert got == {(c.value, c.name, c.color) for c in CLASSES3}
+    QgsProject.instance().removeAllMapLayers()
+
+
+class _CancelAfterProgress(QgsProcessingFeedback):
+    def setProgress(self, progress: float) -> None:  # noqa: N802
+        super().setProgress(progress)
+        if progress > 0:
+            self.cancel()
+
+
+def test_cancel_mid_run_leaves_no_output(provider, tmp_path: Path, spacenet6: Path) -> None:
+    from qgis import processing
+
+    model = make_dense_model(tmp_path / "m.mmlc", tile=32, overlap=8)
+    out = tmp_path / "cancelled.tif"
+    with pytest.raises(QgsProcessingException):
+        processing.run("mmlc:classify", {"MODEL": str(model), "INPUT_1": str(spacenet6 / "rgb_unmasked.tif"),
+                                         "INPUT_2": str(spacenet6 / "sar_masked.tif"), "BATCH_SIZE": 1,
+                                         "DEVICE": "cpu", "OUTPUT": str(out)}, feedback=_CancelAfterProgress())
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("m.mmlc",)]
+
+
+@pytest.mark.parametrize("case", ["missing_second_input", "wrong_band_count", "unknown_model"])
+def test_bad_inputs_give_their_message(provider, tmp_path: Path, spacenet6: Path, bigearthnet: Path,
+                                       case: str) -> None:
+    from qgis import processing
+
+    model = make_dense_model(tmp_path / "m.mmlc")
+    params = {"MODEL": str(model), "INPUT_1": str(spacenet6 / "rgb_unmasked.tif"),
+              "INPUT_2": str(spacenet6 / "sar_masked.tif"), "DEVICE": "cpu", "OUTPUT": str(tmp_path / "o.tif")}
+    expected = {"missing_second_input": "sar", "wrong_band_count": "band", "unknown_model": "built-in"}[case]
+    if case == "missing_second_input":
+        del params["INPUT_2"]
+    elif case == "wrong_band_count":
+        params["INPUT_1"] = str(sorted(bigearthnet.glob("*__s2_10band_10m.tif"))[0])
+        params["INPUT_2"] = str(sorted(bigearthnet.glob("*__s1_vv_vh_db.tif"))[0])
+    else:
+        params["MODEL"] = "no-such-model"
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("mmlc:classify", params)
+    assert expected in str(err.value).lower()
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_evaluate_returns_metrics(provider, tmp_path: Path, nc_landsat: Path) -> None:
+    from qgis import processing
+
+    labels = nc_landsat / "landsat96_labelled_pixels.tif"
+    res = processing.run("mmlc:evaluate", {"PREDICTION": str(labels), "REFERENCE": str(labels),
+                                           "OUTPUT_TABLE": str(tmp_path / "cm.csv"),
+                                           "OUTPUT_REPORT": str(tmp_path / "r.html")})
+    assert res["OA"] == pytest.approx(1.0) and res["KAPPA"] == pytest.approx(1.0)
+    assert (tmp_path / "cm.csv").exists() and (tmp_path / "r.html").exists()
+
+
+def _real_sar_model(path: Path) -> Path:
+    """An untrained but real registry network (HFD-Net, SAR VV/VH) saved as a model file."""
+    import torch
+    from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
+    from mmlc.models import build_model
+
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 3, "in_channels": 2, "encoder": "resnet18", "channels": 32}
+    net = build_model("hfdnet", **kwargs)
+    card = ModelCard("hfdnet", kwargs, "dense", [ModalityCard("sar", 2, mean=[-12.0, -18.0], std=[4.0, 4.0])],
+                     list(CLASSES3), variant="resnet18", tile_size=128, overlap=16)
+    return save_model_file(path, card, net.state_dict())
+
+
+def test_qgis_process_help_and_run(provider, tmp_path: Path, bigearthnet: Path) -> None:
+    from mmlc.tools.qgis_env import enable_plugin, qgis_process_binary, run_algorithm
+
+    profile = tmp_path / "profile"
+    env = enable_plugin(profile)
+    help_out = subprocess.run([qgis_process_binary(), "help", "mmlc:classify"], env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert help_out.returncode == 0 and "INPUT_1" in help_out.stdout and "built-in" in help_out.stdout
+    model = _real_sar_model(tmp_path / "sar.mmlc")
+    sar = sorted(bigearthnet.glob("*__s1_vv_vh_db.tif"))[0]
+    out = tmp_path / "qp.tif"
+    res = run_algorithm("mmlc:classify", {"MODEL": str(model), "INPUT_1": str(sar), "DEVICE": "cpu",
+                                          "OUTPUT": str(out)}, profile, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert _grid(out) == _grid(sar)
+    qml = out.with_suffix(".qml").read_text()
+    assert "paletted" in qml and all(c.name in qml for c in CLASSES3)
+    ds = gdal.Open(str(out))
+    assert ds.GetRasterBand(1).GetColorTable() is not None
+    assert ds.GetRasterBand(1).GetCategoryNames()
