@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# QGIS's GDAL provider caches histograms in .aux.xml files beside the rasters it renders; keep the
+# shipped samples pristine (our own code never writes beside its inputs: see the guard below).
+os.environ["GDAL_PAM_ENABLED"] = "NO"
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "sample_data"
@@ -36,3 +39,21 @@ def spacenet6(samples: Path) -> Path:
 @pytest.fixture(scope="session")
 def nc_landsat(samples: Path) -> Path:
     return samples / "share_alike" / "nc_landsat"
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def inputs_are_never_modified():
+    """After the whole session the shipped sample data is byte-for-byte where it was: no test,
+    and no code under test, wrote, changed or left a file among the inputs."""
+    before = _snapshot(SAMPLES)
+    yield
+    after = _snapshot(SAMPLES)
+    added = sorted(set(after) - set(before))
+    changed = sorted(k for k in before if k in after and after[k] != before[k])
+    removed = sorted(set(before) - set(after))
+    assert not (added or changed or removed), f"sample data modified: added {added}, changed {changed}, removed {removed}"

@@ -39,6 +39,9 @@ DEMOS = (
 
 
 def main(out_dir: Path = ROOT / "demo_output") -> int:
+    import os
+
+    os.environ["GDAL_PAM_ENABLED"] = "NO"  # rendering must not leave .aux.xml files beside the samples
     from qgis.core import QgsApplication, QgsRasterLayer
 
     from ..core.builtin import list_builtin

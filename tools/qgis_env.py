@@ -32,6 +32,7 @@ def environment(profile_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         QT_QPA_PLATFORM="offscreen",
+        GDAL_PAM_ENABLED="NO",  # no .aux.xml histogram caches written beside the inputs
         QGIS_PLUGINPATH=str(PKG_PARENT),
         QGIS_CUSTOM_CONFIG_PATH=str(profile_dir),
         PYTHONPATH=os.pathsep.join([str(PKG_PARENT), *dict.fromkeys(site_dirs)]),
