@@ -11,6 +11,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # shipped samples pristine (our own code never writes beside its inputs: see the guard below).
 os.environ["GDAL_PAM_ENABLED"] = "NO"
 
+import torch  # noqa: E402
+
+# One intra-op thread: on the 2-core CI machine (shared with the QGIS event loop and GDAL threads)
+# two spinning OpenMP threads make small forward passes several times slower, not faster.
+torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "sample_data"
 
