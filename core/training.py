@@ -26,6 +26,7 @@ CUDA kernels may add non-determinism.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -101,14 +102,15 @@ class PreparedData:
 
 
 def _looks_linear_sar(a: np.ndarray) -> bool:
-    """Heuristic for SAR given as linear intensity rather than dB (design choice, see train's
-    ``to_db``): all finite values >= 0 and a high-percentile/median ratio above 20 (dB data is
-    mostly negative, linear backscatter is heavy-tailed)."""
+    """Heuristic for SAR given as calibrated linear intensity rather than dB (design choice,
+    switchable with train's ``to_db``): no negative value and a median below 1 (backscatter
+    coefficients are mostly < 1, i.e. < 0 dB). dB data has negative values; 8-bit stretched SAR
+    and SpaceNet 6's positive dB values have medians far above 1, so none of them is converted."""
     v = a[np.isfinite(a)]
     if v.size == 0 or v.min() < 0:
         return False
     med = float(np.median(v))
-    return med > 0 and float(np.percentile(v, 99)) / med > 20
+    return 0.0 < med < 1.0
 
 
 def _subsample(a: np.ndarray, max_pixels: int = 4_000_000) -> np.ndarray:
@@ -506,14 +508,18 @@ def run_loop(
                 idx = order[:cfg.batch_size]
             inputs, target = collate([train_sampler.item(epoch, int(i)) for i in idx])
             inputs, target = to_device(inputs), target.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss, logs = step_fn(inputs, target)
-            if not torch.isfinite(loss.detach()).all() and scaler is None:
-                raise MmlcError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower LEARNING_RATE "
-                                "or check the inputs for extreme values")
-            scaled = loss / cfg.accumulate
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            if (b + 1) % cfg.accumulate == 0 or b == n_batches - 1:
+            boundary = (b + 1) % cfg.accumulate == 0 or b == n_batches - 1
+            # DDP: no gradient all-reduce on accumulation micro-steps, only at the optimiser step
+            sync = step_fn.no_sync() if not boundary and hasattr(step_fn, "no_sync") else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss, logs = step_fn(inputs, target)
+                if not torch.isfinite(loss.detach()).all() and scaler is None:
+                    raise MmlcError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower LEARNING_RATE "
+                                    "or check the inputs for extreme values")
+                scaled = loss / cfg.accumulate
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if boundary:
                 f = lr_factor(global_step, total_steps, warmup, cfg.schedule, cfg.poly_power)
                 for g in opt.param_groups:
                     g["lr"] = g["base_lr"] * f

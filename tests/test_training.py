@@ -163,6 +163,32 @@ def test_real_prsanet_on_nc_landsat_two_modalities(nc_landsat, tmp_path):
     assert res.best_metric > 1.0 / 7
 
 
+def test_class_table_and_linear_sar_to_db(bigearthnet, tmp_path):
+    from osgeo import gdal
+
+    sc = ben_scenes(bigearthnet, 1)[0]
+    src = gdal.Open(sc.inputs[1])
+    db = src.ReadAsArray().astype(np.float64)
+    lin_path = str(tmp_path / "sar_linear.tif")
+    lin = gdal.GetDriverByName("GTiff").CreateCopy(lin_path, src)
+    for i in range(2):
+        lin.GetRasterBand(i + 1).WriteArray((10.0 ** (db[i] / 10.0)).astype(np.float32))
+    lin = None
+    table = tmp_path / "classes.csv"
+    table.write_text("value,name,colour\n2,dense vegetation,#00aa00\n3,sparse vegetation,aacc00\n")
+    prog = CallbackProgress()
+    res = train("t_dense", [sc.inputs[0], lin_path], sc.labels, str(tmp_path / "m.mmlc"), classes=str(table),
+                epochs=1, tile_size=32, max_steps_per_epoch=1, output_report="", progress=prog)
+    card = res.card
+    assert [(c.value, c.name, c.color) for c in card.classes] == [(2, "dense vegetation", "#00aa00"),
+                                                                 (3, "sparse vegetation", "#aacc00")]
+    assert any("not in the class table" in m for m in prog.messages)
+    sar = card.modalities[1]
+    assert sar.to_db is True  # linear intensity detected and converted once
+    np.testing.assert_allclose(sar.mean, db.reshape(2, -1).mean(1), rtol=1e-4)
+    np.testing.assert_allclose(sar.std, db.reshape(2, -1).std(1), rtol=1e-3)
+
+
 def test_block_split_is_spatial_disjoint_and_guarded():
     labelled = np.zeros((100, 100), bool)
     labelled[::3, ::2] = True
