@@ -37,8 +37,10 @@ SCRIPT = textwrap.dedent("""
     b = {ben!r}
     r = train("t_ddp", [b + "s2_10band_10m.tif", b + "s1_vv_vh_db.tif"], b + "weak_label_s2rules.tif", sys.argv[1],
               epochs=1, batch_size=2, tile_size=32, max_steps_per_epoch=3, device="cpu", seed=0)
-    print("RANK", os.environ.get("RANK"), "WORLD", r.card.provenance["world_size"],
-          "VALPIX", r.card.provenance["validation_pixels"], "SCORED", r.metrics.n_pixels, flush=True)
+    line = " ".join(str(v) for v in ("RANK", os.environ.get("RANK"), "WORLD", r.card.provenance["world_size"],
+                    "VALPIX", r.card.provenance["validation_pixels"], "SCORED", r.metrics.n_pixels))
+    with open(os.path.join(sys.argv[2], "rank" + os.environ["RANK"] + ".txt"), "w") as f:  # stdout interleaves
+        f.write(line)
 """)
 
 
@@ -49,10 +51,12 @@ def test_two_process_gloo_training(bigearthnet, tmp_path):
     script.write_text(SCRIPT.format(pkg=str(ROOT / "build" / "pkg"), ben=ben))
     out = tmp_path / "out" / "ddp.mmlc"
     out.parent.mkdir()
+    info = tmp_path / "ranks"
+    info.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
     t0 = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             str(script), str(out), str(info)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=120)
@@ -62,7 +66,7 @@ def test_two_process_gloo_training(bigearthnet, tmp_path):
         raise
     took = time.time() - t0
     assert proc.returncode == 0, stdout[-2000:] + stderr[-4000:]
-    lines = sorted(ln for ln in stdout.splitlines() if ln.startswith("RANK"))
+    lines = sorted(p.read_text() for p in info.iterdir())
     assert len(lines) == 2 and lines[0].startswith("RANK 0 WORLD 2") and lines[1].startswith("RANK 1 WORLD 2")
     parts = lines[0].split()
     # each rank scored half the validation tiles; the all-reduced matrix holds every validation pixel
