@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
-from .selective_scan import Method, selective_scan
+from .selective_scan import Method, selective_scan_tokens
 
 D_MODEL = 64     # token width (spec s. 2)
 D_STATE = 24     # N
@@ -65,6 +65,26 @@ def cross_merge(y: torch.Tensor, height: int, width: int) -> torch.Tensor:
     fwd = y[:, :2] + y[:, 2:].flip(-1)
     col = fwd[:, 1].view(b, d, width, height).transpose(-1, -2).reshape(b, d, L)
     return fwd[:, 0] + col
+
+
+def cross_scan_tokens(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last (B, H, W, D) -> token-major (B, H*W, 4, D) sequences in the four scan orders.
+
+    The same sequences as :func:`cross_scan`, laid out for :func:`selective_scan_tokens` (each
+    token's 4 x D channels contiguous), so the scan needs no transposing copy.
+    """
+    b, h, w, d = x.shape
+    row = x.reshape(b, h * w, d)
+    col = x.transpose(1, 2).reshape(b, h * w, d)
+    return torch.stack([row, col, row.flip(1), col.flip(1)], dim=2)
+
+
+def cross_merge_tokens(y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Token-major (B, H*W, 4, D) outputs -> channels-last (B, H, W, D); :func:`cross_merge` on this layout
+    (same additions in the same order)."""
+    b, _, _, d = y.shape
+    fwd = y[:, :, :2] + y[:, :, 2:].flip(1)
+    return fwd[:, :, 0].reshape(b, height, width, d) + fwd[:, :, 1].reshape(b, width, height, d).transpose(1, 2)
 
 
 def pixel_shuffle_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -127,18 +147,22 @@ class SSMBranch(nn.Module):
         self.Ds.fill_(1.0)
 
     def prepare(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """t (B, H, W, 64) -> z (B, H, W, 64), u (B, 4*64, L), delta (B, 4*64, L), B and C (B, 4, N, L)."""
+        """t (B, H, W, 64) -> z (B, H, W, 64), u and delta (B, L, 4*64), B and C (B, L, 4, N).
+
+        Token-major (see :func:`selective_scan_tokens`): channel ``k*64 + d`` of u/delta is
+        direction k, channel d, as the rows of ``A``, ``D`` and the delta bias.
+        """
         b, h, w, d = t.shape
         z = F.silu(self.in_proj(t))
         img = F.pixel_shuffle(t.permute(0, 3, 1, 2), 4)                 # (B, 4, 4H, 4W)
         img = F.silu(self.conv2d(img))
-        f = self.patch(img).reshape(b, d, h * w)                         # (B, 64, L) row-major
-        u = cross_scan(f, h, w)                                          # (B, 4, 64, L)
-        proj = torch.einsum("bkdl,kcd->bkcl", u, self.x_proj_weight)     # (B, 4, R + 2N, L)
-        dts, Bs, Cs = torch.split(proj, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        delta = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        f = self.patch(img).permute(0, 2, 3, 1)                          # (B, H, W, 64)
+        u = cross_scan_tokens(f)                                         # (B, L, 4, 64)
+        proj = torch.einsum("blkd,kcd->blkc", u, self.x_proj_weight)     # (B, L, 4, R + 2N)
+        dts, Bs, Cs = torch.split(proj, [self.dt_rank, self.d_state, self.d_state], dim=3)
+        delta = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight)
         L = h * w
-        return z, u.reshape(b, -1, L), delta.reshape(b, -1, L), Bs, Cs
+        return z, u.reshape(b, L, -1), delta.reshape(b, L, -1), Bs, Cs
 
     def ssm_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A = -exp(A_logs) (4*64, N), D (4*64,), delta bias (4*64,)."""
@@ -148,9 +172,8 @@ class SSMBranch(nn.Module):
 def _finish_branch(y: torch.Tensor, z: torch.Tensor, out_norm: nn.LayerNorm, out_proj: nn.Linear) -> torch.Tensor:
     """Merge the 4 directions, LayerNorm, gate with z and project (spec s. 4.1 steps 8-10)."""
     b, h, w, d = z.shape
-    y = cross_merge(y.view(b, N_DIRECTIONS, d, h * w), h, w)            # (B, 64, L)
-    y = out_norm(y.transpose(1, 2)).reshape(b, h, w, d)
-    return out_proj(y * z)
+    y = cross_merge_tokens(y.view(b, h * w, N_DIRECTIONS, d), h, w)    # (B, H, W, 64)
+    return out_proj(out_norm(y) * z)
 
 
 class SPVMCore(nn.Module):
@@ -165,7 +188,7 @@ class SPVMCore(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         z, u, delta, Bs, Cs = self.branch.prepare(t)
         A, D, bias = self.branch.ssm_params()
-        y = selective_scan(u, delta, A, Bs, Cs, D, bias, delta_softplus=True, method=self.scan_method)
+        y = selective_scan_tokens(u, delta, A, Bs, Cs, D, bias, delta_softplus=True, method=self.scan_method)
         return _finish_branch(y, z, self.out_norm, self.branch.out_proj)
 
 
@@ -190,7 +213,8 @@ class CrossCore(nn.Module):
     *PAN* branch, and vice versa; each output is gated by its own modality's z and projected by
     its own ``out_proj``; one ``out_norm`` is shared. ``branch_ms`` holds the reference's
     unsuffixed parameters, ``branch_pan`` the ``_pan`` ones (so ``branch_ms``'s SSM parameters
-    produce the PAN output, as in the reference). Both scans run as one call with 8 groups.
+    produce the PAN output, as in the reference). The two scans are separate calls: the streaming
+    scan works on cache-sized blocks anyway, and concatenating them would copy every input once.
     """
 
     def __init__(self, scan_method: Method = "auto") -> None:
@@ -205,10 +229,8 @@ class CrossCore(nn.Module):
         zp, up, dp, Bp, Cp = self.branch_pan.prepare(p)
         Am, Dm, bm = self.branch_ms.ssm_params()
         Ap, Dp, bp = self.branch_pan.ssm_params()
-        y = selective_scan(torch.cat([um, up], 1), torch.cat([dp, dm], 1), torch.cat([Ap, Am], 0),
-                           torch.cat([Bp, Bm], 1), torch.cat([Cp, Cm], 1), torch.cat([Dp, Dm], 0),
-                           torch.cat([bp, bm], 0), delta_softplus=True, method=self.scan_method)
-        y_ms, y_pan = y.chunk(2, dim=1)
+        y_ms = selective_scan_tokens(um, dp, Ap, Bp, Cp, Dp, bp, delta_softplus=True, method=self.scan_method)
+        y_pan = selective_scan_tokens(up, dm, Am, Bm, Cm, Dm, bm, delta_softplus=True, method=self.scan_method)
         return (_finish_branch(y_ms, zm, self.out_norm, self.branch_ms.out_proj),
                 _finish_branch(y_pan, zp, self.out_norm, self.branch_pan.out_proj))
 

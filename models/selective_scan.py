@@ -132,17 +132,169 @@ def _time_major(x: torch.Tensor, b: int, g: int, nc: int, T: int) -> torch.Tenso
     return x.reshape(b, g, -1, nc, T).permute(4, 0, 1, 3, 2).unsqueeze(-1).contiguous()
 
 
+#: Elements of one batch block's state in :func:`selective_scan_streaming` (48 Ki floats = 192 KiB):
+#: per-step operands stay in L2 while each eager op still does enough work to hide its dispatch cost.
+STREAM_BLOCK_ELEMS = 48 * 1024
+#: Tokens discretised together (one ``exp`` and one ``delta' u B`` op per chunk) by the streaming form.
+STREAM_CHUNK = 4
+#: Elements (batch x L x dim x N) per block recomputed with autograd in the streaming backward.
+STREAM_BACKWARD_ELEMS = 8 * 1024 * 1024
+
+
+def _stream_nograd(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   chunk: int | None = None, block_elems: int | None = None) -> torch.Tensor:
+    """Token-major recurrence without autograd: dt, dtu (b, L, d); A (d, N); B, C (b, L, G, N) -> y (b, L, d).
+
+    ``y`` is ``sum_n C h`` only (no skip). The batch is cut into blocks of ``block_elems`` state
+    elements; per block, ``chunk`` tokens are discretised with two ops (``exp(delta' A)`` and
+    ``delta' u B`` into preallocated buffers), the recurrence is one in-place ``addcmul`` per token
+    and the outputs of the chunk one batched matmul. The state is laid out (G, N, dim/G) so every
+    op runs along a contiguous channel axis.
+    """
+    b, L, d = dt.shape
+    g, n = B.shape[2], B.shape[3]
+    dg = d // g
+    k0 = max(1, min(b, (block_elems or STREAM_BLOCK_ELEMS) // (d * n)))
+    T = max(1, min(int(chunk or STREAM_CHUNK), L))
+    At = A.view(g, dg, n).transpose(1, 2).contiguous()            # (G, N, dim/G)
+    y = dt.new_empty(b, L, d)
+    bufs = [dt.new_empty(k0, T, g, n, dg) for _ in range(2)]      # double buffer: no state copy
+    dA = dt.new_empty(k0, T, g, n, dg)
+    zero = dt.new_zeros(k0, g, n, dg)
+    for s in range(0, b, k0):
+        e = min(b, s + k0)
+        k = e - s
+        prev = zero[:k]
+        for c, t0 in enumerate(range(0, L, T)):
+            t1 = min(L, t0 + T)
+            m = t1 - t0
+            H, dAc = bufs[c % 2][:k, :m], dA[:k, :m]
+            torch.mul(dt[s:e, t0:t1].view(k, m, g, 1, dg), At, out=dAc)
+            dAc.exp_()
+            torch.mul(dtu[s:e, t0:t1].view(k, m, g, 1, dg), B[s:e, t0:t1].view(k, m, g, n, 1), out=H)
+            for i in range(m):
+                h = H[:, i]
+                h.addcmul_(prev, dAc[:, i])                        # h_t = dBu_t + dA_t * h_(t-1)
+                prev = h
+            y[s:e, t0:t1] = torch.matmul(C[s:e, t0:t1].reshape(k, m, g, 1, n), H).view(k, m, d)
+    return y
+
+
+def _stream_autograd(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                     C: torch.Tensor) -> torch.Tensor:
+    """Same result as :func:`_stream_nograd`, out-of-place so autograd can differentiate it (small blocks)."""
+    b, L, d = dt.shape
+    g, n = B.shape[2], B.shape[3]
+    dg = d // g
+    At = A.view(g, dg, n).transpose(1, 2)
+    dA = torch.exp(dt.view(b, L, g, 1, dg) * At)
+    dBu = dtu.view(b, L, g, 1, dg) * B.view(b, L, g, n, 1)
+    h = torch.zeros_like(dBu[:, 0])
+    hs = []
+    for t in range(L):
+        h = torch.addcmul(dBu[:, t], dA[:, t], h)
+        hs.append(h)
+    return torch.matmul(C.reshape(b, L, g, 1, n), torch.stack(hs, 1)).view(b, L, d)
+
+
+class _StreamingScan(torch.autograd.Function):
+    """Fast no-grad forward; backward recomputes the scan block by block with autograd.
+
+    Keeps only the inputs for backward (no per-token states), so training memory stays that of
+    the inputs; the recomputation costs about one extra forward (activation checkpointing).
+    """
+
+    @staticmethod
+    def forward(ctx, dt, dtu, A, B, C):  # type: ignore[override]
+        ctx.save_for_backward(dt, dtu, A, B, C)
+        return _stream_nograd(dt, dtu, A, B, C)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        dt, dtu, A, B, C = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        b, L, d = dt.shape
+        kb = max(1, min(b, STREAM_BACKWARD_ELEMS // max(1, L * d * A.shape[1])))
+        grads: list[torch.Tensor | None] = [torch.empty_like(x) if need[i] and i != 2 else None
+                                            for i, x in enumerate((dt, dtu, A, B, C))]
+        gA = torch.zeros_like(A) if need[2] else None
+        for s in range(0, b, kb):
+            e = min(b, s + kb)
+            with torch.enable_grad():
+                ins = [dt[s:e].detach(), dtu[s:e].detach(), A.detach(), B[s:e].detach(), C[s:e].detach()]
+                for x in ins:
+                    x.requires_grad_(True)
+                yb = _stream_autograd(*ins)
+                gs = torch.autograd.grad(yb, ins, gy[s:e])
+            for i, gi in enumerate(gs):
+                if i == 2:
+                    if gA is not None:
+                        gA += gi
+                elif grads[i] is not None:
+                    grads[i][s:e] = gi
+        return grads[0], grads[1], gA, grads[3], grads[4]
+
+
+def _stream(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """Token-major streaming scan, through :class:`_StreamingScan` when a gradient is needed."""
+    dt, dtu, A, B, C = (x.contiguous() for x in (dt, dtu, A, B, C))
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (dt, dtu, A, B, C)):
+        return _StreamingScan.apply(dt, dtu, A, B, C)
+    return _stream_nograd(dt, dtu, A, B, C)
+
+
 def selective_scan_streaming(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                              C: torch.Tensor, D: torch.Tensor | None = None,
                              delta_bias: torch.Tensor | None = None,
                              delta_softplus: bool = False) -> torch.Tensor:
-    """Sequential scan that discretises each step on the fly (same result as the reference).
+    """Sequential scan that discretises a few tokens at a time on a cache-sized batch block.
 
-    Unlike :func:`selective_scan_sequential` it never materialises the (batch, dim, L, N)
-    ``dA``/``dBu``/``h`` tensors: each step touches only (batch, dim, N) values, which stay in
-    cache, and ``y_t`` is one batched matmul with ``C_t``. ``chunk=1`` of the chunked form.
+    Same arguments and result as :func:`selective_scan_sequential`, but it never materialises the
+    (batch, dim, L, N) ``dA``/``dBu``/``h`` tensors: see :func:`_stream_nograd`. Token-major
+    callers (DAS2F) should use :func:`selective_scan_tokens` and skip the transposes.
     """
-    return selective_scan_chunked(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk=u.shape[-1])
+    dt, Af = _prepare_delta(u, delta, A, B, C, delta_bias, delta_softplus)
+    acc = _acc(u)
+    Bf = (B if B.dim() == 4 else B.unsqueeze(1)).to(acc).permute(0, 3, 1, 2).contiguous()
+    Cf = (C if C.dim() == 4 else C.unsqueeze(1)).to(acc).permute(0, 3, 1, 2).contiguous()
+    y = _stream(dt.transpose(1, 2).contiguous(), (dt * u.to(acc)).transpose(1, 2).contiguous(), Af, Bf, Cf)
+    return _finish(y.transpose(1, 2), u, D)
+
+
+def selective_scan_tokens(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                          C: torch.Tensor, D: torch.Tensor | None = None,
+                          delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                          method: Method = "auto", chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """:func:`selective_scan` on token-major tensors: u, delta (batch, L, dim); B, C (batch, L, G, N).
+
+    Returns y (batch, L, dim). The streaming form (``auto`` on CPU) runs on this layout directly;
+    every other method goes through the channel-major layout of :func:`selective_scan`.
+    """
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must both be (batch, L, dim); got {tuple(u.shape)} and {tuple(delta.shape)}")
+    if B.dim() != 4 or C.shape != B.shape or B.shape[:2] != u.shape[:2]:
+        raise ValueError(f"B and C must be (batch, L={u.shape[1]}, G, N); got {tuple(B.shape)} and {tuple(C.shape)}")
+    resolved = method
+    if method == "auto":
+        resolved = "streaming" if u.device.type == "cpu" else "kernel-or-chunked"
+    if resolved != "streaming":
+        y = selective_scan(u.transpose(1, 2), delta.transpose(1, 2), A, B.permute(0, 2, 3, 1),
+                           C.permute(0, 2, 3, 1), D, delta_bias, delta_softplus, method, chunk)
+        return y.transpose(1, 2)
+    d = u.shape[2]
+    if A.dim() != 2 or A.shape[0] != d or A.shape[1] != B.shape[3] or d % B.shape[2]:
+        raise ValueError(f"A must be (dim={d}, N={B.shape[3]}) and dim divisible by the {B.shape[2]} groups; "
+                         f"got A {tuple(A.shape)}")
+    acc = _acc(u)
+    dt = delta.to(acc)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(acc)
+    if delta_softplus:
+        dt = F.softplus(dt)
+    y = _stream(dt, dt * u.to(acc), A.to(acc), B.to(acc), C.to(acc))
+    if D is not None:
+        y = torch.addcmul(y, u.to(acc), D.to(acc))
+    return y.to(u.dtype)
 
 
 def selective_scan_chunked(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
