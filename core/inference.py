@@ -45,6 +45,8 @@ PATCHES_PER_BATCH_UNIT: int = 256
 DEFAULT_PATCH_WINDOW: int = 64
 #: Windows read ahead by the background reader.
 PREFETCH: int = 4
+#: Rows handed to the sink per call when the accumulator flushes (bounds the temporaries).
+FLUSH_ROWS: int = 32
 
 
 # --- tile geometry ---------------------------------------------------------------------
@@ -94,9 +96,15 @@ def patch_halo(cards: Sequence[Any]) -> int:
 class RowAccumulator:
     """Weighted sums of class probabilities for the band of rows that tiles still touch.
 
-    Rows [row0, row0 + n) of the full width live in buffers allocated once (grown only if a tile
-    reaches further down than any before); :meth:`flush` hands back the finished rows, normalised
-    in place, and shifts the rest up. The arrays it returns are views, valid until the next call.
+    Rows [row0, row0 + n) of the full width live in one buffer allocated once (grown only if a
+    tile reaches further down than any before); :meth:`flush` hands the finished rows to the sink
+    in chunks of at most :data:`FLUSH_ROWS` rows, normalised in place, and moves the rest up.
+
+    No weight plane is kept: every tile adds ``weight * probs`` where ``probs`` sums to 1 over the
+    classes (softmax), so the per-pixel sum over the classes of the accumulated sums *is* the
+    total weight. Normalising by that sum (design choice) saves a full-width float32 plane and
+    works for any weights; a pixel that no tile with probabilities reached has sum 0 and is
+    reported invalid.
     """
 
     def __init__(self, num_classes: int, width: int, height: int, rows_hint: int = 0) -> None:
@@ -107,13 +115,11 @@ class RowAccumulator:
 
     def _alloc(self, cap: int) -> None:
         sums = np.zeros((self.K, cap, self.W), np.float32)
-        weights = np.zeros((cap, self.W), np.float32)
         valid = np.zeros((cap, self.W), bool)
         if self.n:
             sums[:, :self.n] = self.sums[:, :self.n]
-            weights[:self.n] = self.weights[:self.n]
             valid[:self.n] = self.valid[:self.n]
-        self.sums, self.weights, self.valid, self.cap = sums, weights, valid, cap
+        self.sums, self.valid, self.cap = sums, valid, cap
 
     def _ensure(self, row_end: int) -> None:
         need = row_end - self.row0
@@ -123,7 +129,10 @@ class RowAccumulator:
 
     def add(self, row0: int, col0: int, probs: Optional[np.ndarray], weight: Optional[np.ndarray],
             valid: np.ndarray) -> None:
-        """Add a tile (clipped to the grid). ``probs`` None: a tile with no valid pixel."""
+        """Add a tile (clipped to the grid). ``probs`` None: a tile with no valid pixel.
+
+        ``probs`` (K, h, w) must sum to 1 over the classes; ``weight`` (h, w) is its blending weight.
+        """
         h, w = valid.shape
         r0, r1 = max(row0, 0), min(row0 + h, self.H)
         c0, c1 = max(col0, 0), min(col0 + w, self.W)
@@ -137,29 +146,37 @@ class RowAccumulator:
         self.valid[ar, ac] |= valid[tr, tc]
         if probs is None or weight is None:
             return
-        wt = weight[tr, tc]
-        self.sums[:, ar, ac] += probs[:, tr, tc] * wt
-        self.weights[ar, ac] += wt
+        self.sums[:, ar, ac] += probs[:, tr, tc] * weight[tr, tc]
 
     def flush(self, upto: int, sink: Callable[[int, np.ndarray, np.ndarray], None]) -> int:
-        """Pass rows [row0, upto) to ``sink`` (normalised probs, valid), drop them; return valid pixels."""
+        """Pass rows [row0, upto) to ``sink`` (normalised probs, valid), drop them; return valid pixels.
+
+        The rows go out in chunks of at most :data:`FLUSH_ROWS` so that the temporaries of the
+        normalisation and of the sink stay small whatever the raster width.
+        """
         k = min(upto - self.row0, self.n)
         if k <= 0:
             return 0
-        w = self.weights[:k]
-        probs = self.sums[:, :k]
-        probs /= np.maximum(w, 1e-12)
-        valid = self.valid[:k]
-        valid &= w > 0
-        nvalid = int(valid.sum())
-        sink(self.row0, probs, valid)
+        nvalid = 0
+        step = max(1, min(FLUSH_ROWS, k))
+        for a in range(0, k, step):
+            b = min(a + step, k)
+            probs = self.sums[:, a:b]
+            total = probs.sum(axis=0)
+            valid = self.valid[a:b]
+            valid &= total > 0
+            np.maximum(total, 1e-12, out=total)
+            probs /= total
+            nvalid += int(np.count_nonzero(valid))
+            sink(self.row0 + a, probs, valid)
         rest = self.n - k
-        if rest:
-            self.sums[:, :rest] = self.sums[:, k:self.n].copy()
-            self.weights[:rest] = self.weights[k:self.n].copy()
-            self.valid[:rest] = self.valid[k:self.n].copy()
+        move = min(k, FLUSH_ROWS)  # move the unfinished rows up in disjoint chunks: no temporary copy
+        for a in range(0, rest, move):
+            b = min(a + move, rest)
+            for c in range(self.K):
+                self.sums[c, a:b] = self.sums[c, k + a:k + b]
+            self.valid[a:b] = self.valid[k + a:k + b]
         self.sums[:, rest:self.n] = 0
-        self.weights[rest:self.n] = 0
         self.valid[rest:self.n] = False
         self.row0, self.n = upto, rest
         return nvalid
@@ -191,7 +208,11 @@ class Prefetcher:
     """Read + normalise windows in a background thread into a bounded queue.
 
     The thread opens its own :class:`AlignedReader` (GDAL handles are not shared across threads);
-    GDAL releases the GIL while reading, so reading overlaps the model's forward pass.
+    GDAL releases the GIL while reading, so reading overlaps the model's forward pass. At each new
+    tile row it drops its inputs' blocks from GDAL's block cache
+    (:meth:`AlignedReader.release_cache`): otherwise the cache keeps every block read until it
+    reaches ``GDAL_CACHEMAX`` (by default 5 % of the RAM), i.e. it grows with the raster. A block
+    shared by two tile rows is then decoded twice, a small price next to the forward pass.
     NaN (nodata) is replaced by 0 after normalisation, i.e. by the training mean: such pixels are
     masked in the output anyway, and a finite value keeps them from poisoning neighbours.
     """
@@ -217,9 +238,13 @@ class Prefetcher:
     def _run(self) -> None:
         try:
             with AlignedReader(self.paths, self.ratios, self.grid) as reader:
+                row = None
                 for win in self.windows:
                     if self.stop.is_set():
                         return
+                    if row is not None and win.row0 != row:
+                        reader.release_cache()  # a new tile row: the blocks above are not needed again
+                    row = win.row0
                     arrays, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo)
                     normed = []
                     for a, card in zip(arrays, self.cards):

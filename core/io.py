@@ -311,6 +311,20 @@ class AlignedReader:
             out[:, :, (ci < 0) | (ci >= W)] = np.nan
         return out
 
+    def release_cache(self) -> None:
+        """Drop the blocks this reader's datasets hold in GDAL's block cache.
+
+        GDAL keeps every block read (decoded) until its global cache is full, so a reader that
+        walks a large raster would otherwise hold up to ``GDAL_CACHEMAX`` of it. Callers that read
+        in row order call this when they move past rows they will not read again (e.g. at each new
+        tile row), which bounds the cache to the blocks of one row of windows. Only this reader's
+        own handles are flushed; other users of the same files are not affected.
+        """
+        for src in self._sources:
+            src.ds.FlushCache()
+            if src.warped:
+                src.src_ds.FlushCache()
+
     # --- context manager ---------------------------------------------------------------
     def close(self) -> None:
         self._sources = []

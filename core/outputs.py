@@ -11,8 +11,9 @@
 Everything is written to hidden temporary files beside the targets and renamed only by
 :meth:`OutputSet.commit`; :meth:`OutputSet.abort` (failure, cancel) removes them, so a failed
 run leaves nothing at the output paths. Rows arrive in order (see ``core.inference.Sink``) and
-are buffered to whole block rows, then written and dropped from GDAL's cache, so memory stays
-bounded by one block row whatever the raster size.
+are buffered to whole block rows (class index + confidence: 5 bytes a pixel), then written block
+by block, each dropped from GDAL's cache at once, so memory stays bounded by one block row of
+final values whatever the raster height.
 """
 from __future__ import annotations
 
@@ -198,12 +199,21 @@ class OutputSet:
                 self._write_buffer()
 
     def _write_buffer(self) -> None:
+        """Write the buffered block row one block at a time, each flushed out of GDAL's cache.
+
+        Writing the whole block row in one call would make GDAL hold a second, uncompressed copy
+        of it (all its blocks, dirty in the block cache) until the flush; block by block, GDAL
+        holds one block. The band's own flush encodes and writes its dirty block without
+        touching the file's directory (the dataset flush would).
+        """
         n = self._row - self._buf_row0
-        self._ds["class"].GetRasterBand(1).WriteArray(self._buf_vals[:n], 0, self._buf_row0)
-        self._ds["class"].FlushCache()
+        bands = [(self._ds["class"].GetRasterBand(1), self._buf_vals)]
         if self._buf_conf is not None:
-            self._ds["confidence"].GetRasterBand(1).WriteArray(self._buf_conf[:n], 0, self._buf_row0)
-            self._ds["confidence"].FlushCache()
+            bands.append((self._ds["confidence"].GetRasterBand(1), self._buf_conf))
+        for c in range(0, self.grid.width, BLOCK):
+            for band, buf in bands:
+                band.WriteArray(buf[:n, c:c + BLOCK], c, self._buf_row0)
+                band.FlushCache()
         self._buf_row0 = self._row
 
     # --- finishing -----------------------------------------------------------------------
