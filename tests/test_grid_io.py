@@ -170,3 +170,24 @@ def test_mask_band_honoured_through_the_warp(tmp_path: Path, spacenet6: Path) ->
         (_, b), valid = r.read(0, 0, 150, 150)
     assert np.isnan(b[:, :70]).all() and not np.isnan(b[:, 80:]).any()
     assert not valid[:70].any() and valid[80:].all()
+
+
+def test_release_cache_drops_the_blocks_read(tmp_path: Path) -> None:
+    """Blocks read stay in GDAL's cache until release_cache(): the memory bound of the prefetcher."""
+    path = str(tmp_path / "big.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 1024, 512, 3, gdal.GDT_Float32, ["TILED=YES"])
+    ds.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    for b in range(3):
+        ds.GetRasterBand(b + 1).Fill(b + 1.0)
+    ds = None
+    gdal.GetCacheUsed()
+    with AlignedReader([path]) as r:
+        before = gdal.GetCacheUsed()
+        for c in range(0, 1024, 256):
+            arrays, valid = r.read(0, c, 256, 256)
+            assert valid.all() and arrays[0][2, 0, 0] == 3.0
+        assert gdal.GetCacheUsed() - before >= 3 * 256 * 1024 * 4  # one tile row of 3 float bands cached
+        r.release_cache()
+        assert gdal.GetCacheUsed() - before < 256 * 256 * 4
+        arrays, _ = r.read(256, 512, 256, 256)  # still readable afterwards
+        assert arrays[0][1].min() == arrays[0][1].max() == 2.0

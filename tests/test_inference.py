@@ -215,3 +215,26 @@ def test_cancel_leaves_no_file(tmp_path: Path, spacenet6: Path) -> None:
                  confidence=str(target.with_name("conf.tif")), vector=str(target.with_name("poly.gpkg")),
                  tile_size=64, overlap=16, batch_size=2, device="cpu", progress=CallbackProgress(cancel_after=2))
     assert list(target.parent.iterdir()) == []
+
+
+def test_row_accumulator_flushes_in_bounded_chunks_without_weight_plane() -> None:
+    """Normalisation by the class sum == by the total weight; chunks of at most FLUSH_ROWS rows."""
+    from mmlc.core.inference import FLUSH_ROWS
+
+    h, w = 2 * FLUSH_ROWS + 5, 7
+    rng = np.random.default_rng(0)
+    acc = RowAccumulator(3, w, h)
+    assert not hasattr(acc, "weights")
+    p1 = rng.dirichlet([1, 1, 1], size=(h, w)).transpose(2, 0, 1).astype(np.float32)
+    p2 = rng.dirichlet([1, 1, 1], size=(h, w)).transpose(2, 0, 1).astype(np.float32)
+    w1 = rng.uniform(0.1, 2.0, (h, w)).astype(np.float32)
+    w2 = rng.uniform(0.1, 2.0, (h, w)).astype(np.float32)
+    valid = rng.random((h, w)) > 0.2
+    acc.add(0, 0, p1, w1, valid)
+    acc.add(0, 0, p2, w2, valid)
+    chunks: list[tuple[int, np.ndarray]] = []
+    assert acc.flush(h, lambda r, pr, v: chunks.append((r, pr.copy()))) == int(valid.sum())
+    assert [r for r, _ in chunks] == list(range(0, h, FLUSH_ROWS))
+    assert all(pr.shape[1] <= FLUSH_ROWS for _, pr in chunks)
+    got = np.concatenate([pr for _, pr in chunks], axis=1)
+    np.testing.assert_allclose(got, (p1 * w1 + p2 * w2) / (w1 + w2), rtol=1e-5, atol=1e-6)
