@@ -21,14 +21,19 @@ Four pure-PyTorch forms are provided, all differentiable by autograd:
   once (T vectorised steps), the state is carried between chunks (L/T small steps) and added
   back through the chunk's cumulative decay ``exp(A * cumsum(delta'))``. 2T + L/T Python steps,
   no (batch, dim, L, N) tensor materialised, and nothing that can overflow.
-* :func:`selective_scan_streaming`: one step per token but discretising on the fly, so each
-  step only touches a cache-resident (batch, dim, N) state (the chunked form with T = L).
+* :func:`selective_scan_streaming`: one step per token on a cache-sized block of the batch
+  (``STREAM_BLOCK_ELEMS`` state elements): every ``STREAM_CHUNK`` tokens are discretised by one
+  ``exp`` and one outer product into preallocated buffers, the recurrence is one in-place
+  ``addcmul`` per token, the outputs one batched matmul per chunk; the state is laid out
+  (G, N, dim/G) so each op runs along contiguous channels. Its backward is hand-written
+  (mamba's selective-scan gradients, states recomputed per block), so training stores no
+  per-token state. :func:`selective_scan_tokens` runs it on token-major (batch, L, dim) tensors.
 * :func:`selective_scan_associative`: the Hillis-Steele scan over ``(a, b)`` pairs of spec
   section 5 (``log2 L`` steps, O(L log L) work, materialised); kept for comparison.
 
-Measured on a 2-core CPU at L = 256, dim 512, N 24 (bench/bench_das2f.py): chunked is ~3x faster
-than the sequential reference, and streaming ~4-6x: on a CPU the scan is bound by memory
-traffic, not by the number of steps, so the form that keeps its working set in cache wins.
+On a CPU the scan is bound by memory traffic (a few elementwise passes over batch x dim x L x N
+values), not by the number of Python steps, so the form that keeps its working set in cache and
+makes the fewest passes wins (bench/bench_das2f.py compares the forms at L = 256, dim 512, N 24).
 Design choice (switchable with ``method=``): ``auto`` uses mamba_ssm's CUDA kernel when it is
 importable and the tensors are on CUDA, the chunked form on other accelerators (few, large
 kernel launches) and the streaming form on CPU.
@@ -137,8 +142,8 @@ def _time_major(x: torch.Tensor, b: int, g: int, nc: int, T: int) -> torch.Tenso
 STREAM_BLOCK_ELEMS = 48 * 1024
 #: Tokens discretised together (one ``exp`` and one ``delta' u B`` op per chunk) by the streaming form.
 STREAM_CHUNK = 4
-#: Elements (batch x L x dim x N) per block recomputed with autograd in the streaming backward.
-STREAM_BACKWARD_ELEMS = 8 * 1024 * 1024
+#: Elements (batch x L x dim x N) of each of the 4 state-sized tensors of one streaming-backward block.
+STREAM_BACKWARD_ELEMS = 4 * 1024 * 1024
 
 
 def _stream_nograd(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
@@ -180,28 +185,45 @@ def _stream_nograd(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torc
     return y
 
 
-def _stream_autograd(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                     C: torch.Tensor) -> torch.Tensor:
-    """Same result as :func:`_stream_nograd`, out-of-place so autograd can differentiate it (small blocks)."""
-    b, L, d = dt.shape
-    g, n = B.shape[2], B.shape[3]
-    dg = d // g
-    At = A.view(g, dg, n).transpose(1, 2)
-    dA = torch.exp(dt.view(b, L, g, 1, dg) * At)
-    dBu = dtu.view(b, L, g, 1, dg) * B.view(b, L, g, n, 1)
-    h = torch.zeros_like(dBu[:, 0])
-    hs = []
-    for t in range(L):
-        h = torch.addcmul(dBu[:, t], dA[:, t], h)
-        hs.append(h)
-    return torch.matmul(C.reshape(b, L, g, 1, n), torch.stack(hs, 1)).view(b, L, d)
+def _stream_backward_block(dt: torch.Tensor, dtu: torch.Tensor, At: torch.Tensor, B: torch.Tensor,
+                           C: torch.Tensor, gy: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of the token-major scan for one batch block (the backward of mamba's selective scan).
+
+    dt, dtu, gy (k, L, d); At (G, N, d/G); B, C (k, L, G, N). The states are recomputed
+    (``H``), then the state gradient runs backwards, ``Gh_t = gy_t C_t + dA_(t+1) Gh_(t+1)``, and
+    ``gC = sum_d gy H``, ``g(dtu) = sum_n Gh B``, ``gB = sum_d Gh dtu``; through the decay,
+    ``X = Gh_t H_(t-1) dA_t`` gives ``g(dt) = sum_n X A`` and ``gA = sum_(batch, t) X dt``.
+    Returns g(dt), g(dtu), gA (G, N, d/G), gB, gC.
+    """
+    k, L, d = dt.shape
+    g, n, dg = At.shape
+    dt5 = dt.view(k, L, g, 1, dg)
+    dA = torch.exp(dt5 * At)                                            # (k, L, G, N, d/G)
+    H = dtu.view(k, L, g, 1, dg) * B.view(k, L, g, n, 1)
+    for t in range(1, L):
+        H[:, t].addcmul_(H[:, t - 1], dA[:, t])
+    gC = torch.matmul(H, gy.view(k, L, g, dg, 1)).view(k, L, g, n)
+    Gh = gy.view(k, L, g, 1, dg) * C.view(k, L, g, n, 1)
+    for t in range(L - 2, -1, -1):
+        Gh[:, t].addcmul_(Gh[:, t + 1], dA[:, t + 1])
+    gdtu = torch.matmul(B.view(k, L, g, 1, n), Gh).view(k, L, d)
+    gB = torch.matmul(Gh, dtu.view(k, L, g, dg, 1)).view(k, L, g, n)
+    X = Gh                                                              # reused in place: Gh is done
+    X[:, 1:].mul_(H[:, :-1])
+    X[:, 0].zero_()                                                     # h_(-1) = 0
+    X.mul_(dA)
+    gA = torch.mul(X, dt5).sum((0, 1))
+    gdt = X.mul_(At).sum(3).view(k, L, d)
+    return gdt, gdtu, gA, gB, gC
 
 
 class _StreamingScan(torch.autograd.Function):
-    """Fast no-grad forward; backward recomputes the scan block by block with autograd.
+    """Fast no-grad forward (:func:`_stream_nograd`) and a hand-written backward
+    (:func:`_stream_backward_block`, block by block).
 
     Keeps only the inputs for backward (no per-token states), so training memory stays that of
-    the inputs; the recomputation costs about one extra forward (activation checkpointing).
+    the inputs; the states are recomputed per block (activation checkpointing).
     """
 
     @staticmethod
@@ -212,27 +234,19 @@ class _StreamingScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):  # type: ignore[override]
         dt, dtu, A, B, C = ctx.saved_tensors
-        need = ctx.needs_input_grad
         b, L, d = dt.shape
-        kb = max(1, min(b, STREAM_BACKWARD_ELEMS // max(1, L * d * A.shape[1])))
-        grads: list[torch.Tensor | None] = [torch.empty_like(x) if need[i] and i != 2 else None
-                                            for i, x in enumerate((dt, dtu, A, B, C))]
-        gA = torch.zeros_like(A) if need[2] else None
+        g, n = B.shape[2], B.shape[3]
+        At = A.view(g, d // g, n).transpose(1, 2).contiguous()
+        gy = gy.contiguous()
+        kb = max(1, min(b, STREAM_BACKWARD_ELEMS // max(1, L * d * n)))
+        gdt, gdtu, gB, gC = (torch.empty_like(x) for x in (dt, dtu, B, C))
+        gAt = torch.zeros_like(At)
         for s in range(0, b, kb):
             e = min(b, s + kb)
-            with torch.enable_grad():
-                ins = [dt[s:e].detach(), dtu[s:e].detach(), A.detach(), B[s:e].detach(), C[s:e].detach()]
-                for x in ins:
-                    x.requires_grad_(True)
-                yb = _stream_autograd(*ins)
-                gs = torch.autograd.grad(yb, ins, gy[s:e])
-            for i, gi in enumerate(gs):
-                if i == 2:
-                    if gA is not None:
-                        gA += gi
-                elif grads[i] is not None:
-                    grads[i][s:e] = gi
-        return grads[0], grads[1], gA, grads[3], grads[4]
+            gdt[s:e], gdtu[s:e], gA_block, gB[s:e], gC[s:e] = _stream_backward_block(
+                dt[s:e], dtu[s:e], At, B[s:e], C[s:e], gy[s:e])
+            gAt += gA_block
+        return gdt, gdtu, gAt.transpose(1, 2).reshape(d, n), gB, gC
 
 
 def _stream(dt: torch.Tensor, dtu: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:

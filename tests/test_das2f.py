@@ -14,7 +14,9 @@ from mmlc.models.das2f import (
     SPVMBlock,
     SPVMCore,
     cross_merge,
+    cross_merge_tokens,
     cross_scan,
+    cross_scan_tokens,
     pixel_shuffle_tokens,
 )
 from torch import nn
@@ -85,6 +87,17 @@ def test_scan_orders_follow_spec_and_merge_is_adjoint():
         assert torch.allclose(cross_merge(cross_scan(x, h, w), h, w), 4 * x)
         y = torch.randn(2, 4, 3, h * w)
         assert torch.allclose((cross_scan(x, h, w) * y).sum(), (x * cross_merge(y, h, w)).sum(), atol=1e-4)
+
+
+def test_token_major_scan_and_merge_equal_the_channel_major_ones():
+    """The layouts the model runs on (channels-last grid, token-major sequences) give the same numbers."""
+    for h, w in ((16, 16), (3, 5)):
+        x = torch.randn(2, h, w, 6)
+        ref = cross_scan(x.permute(0, 3, 1, 2).reshape(2, 6, h * w), h, w)       # (B, 4, D, L)
+        assert torch.equal(cross_scan_tokens(x), ref.permute(0, 3, 1, 2))       # (B, L, 4, D)
+        y = torch.randn(2, h * w, 4, 6)
+        merged = cross_merge(y.permute(0, 2, 3, 1), h, w)                        # (B, D, L)
+        assert torch.equal(cross_merge_tokens(y, h, w), merged.view(2, 6, h, w).permute(0, 2, 3, 1))
 
 
 def test_pixel_shuffle_tokens_index_map():
