@@ -12,7 +12,9 @@ Prints one line per measure (``name: value unit  [notes]``). Run from the reposi
    extrapolated to it): the batched patch mode (:class:`mmlc.core.xidian.PatchCutter`, one gather
    per batch) against a reference-style pipeline (a torch Dataset cropping each pixel's two patches
    in ``__getitem__``, DataLoader batches of 64), and the share of patch cutting vs the bare forward.
-3. MACs per pixel (``models/macs.py`` for conv/linear + the einsum projections and the scan
+3. The bare model at the benchmark batch: eval forward and one training step (ms per pixel, and
+   the fraction of the fp32 GEMM rate, a training step counted as 3x the forward FLOPs).
+4. MACs per pixel (``models/macs.py`` for conv/linear + the einsum projections and the scan
    counted analytically) and the fraction of this machine's fp32 GEMM rate the model reaches.
 """
 from __future__ import annotations
@@ -175,6 +177,37 @@ def bench_scene(n_pixels: int, variant: str, batch: int) -> None:
         print(f"model_rate_batched: {model_rate / 1e9:.2f} GFLOP/s  ({100 * model_rate / gemm:.1f} % of GEMM rate)")
 
 
+def bench_model(variant: str, batch: int) -> None:
+    """Bare model: eval forward (inference mode) and one training step (forward, backward, Adam) per pixel."""
+    torch.manual_seed(0)
+    model = build_model("das2f", num_classes=11, variant=variant)
+    ms, pan = torch.randn(batch, 4, 16, 16), torch.randn(batch, 1, 64, 64)
+    target = torch.randint(0, 11, (batch,))
+    model.eval()
+    with torch.inference_mode():
+        t_eval = best_of(lambda: model(ms, pan), 2)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def step() -> None:
+        loss, _ = model.training_step((ms, pan), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    t_train = best_of(step, 1)
+    from mmlc.models.macs import count_macs
+
+    with torch.inference_mode():
+        macs = count_macs(model, torch.zeros(1, 4, 16, 16), torch.zeros(1, 1, 64, 64)).per_sample
+    total = macs + sum(analytic_macs(variant))
+    a = torch.randn(1024, 1024)
+    gemm = 2 * 1024 ** 3 / best_of(lambda: a @ a, 5)
+    for name, t, flops in (("eval", t_eval, 2 * total), ("train_step", t_train, 6 * total)):
+        rate = flops * batch / t
+        print(f"model_{name}_b{batch}_ms_per_px: {t * 1e3 / batch:.2f} ms/px  "
+              f"({100 * rate / gemm:.1f} % of GEMM rate; {'3x' if name != 'eval' else '1x'} forward FLOPs)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pixels", type=int, default=2048, help="scene pixels to classify (subset, extrapolated)")
@@ -184,10 +217,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1: on a shared 2-core machine, 2 threads spin-wait on each other)")
     ap.add_argument("--skip-scan", action="store_true")
+    ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not args.skip_scan:
         bench_scan()
+    if not args.skip_model:
+        bench_model(args.variant, args.batch)
     bench_scene(args.pixels, args.variant, args.batch)
 
 
