@@ -130,6 +130,11 @@ class OutputSet:
         self._buf_conf = np.zeros((min(BLOCK, grid.height), grid.width), np.float32) if conf is not None else None
         self._ds: dict[str, Any] = {}
         drv = gdal.GetDriverByName("GTiff")
+        # Category names live in GDAL's PAM side-car (.aux.xml): keep PAM on for our own outputs
+        # even where the environment turns it off (e.g. to stop QGIS caching histograms beside
+        # read-only inputs). Thread-local and restored in finish()/abort().
+        self._pam_prev = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "YES")
         try:
             dt = gdal.GDT_UInt16 if self.lut.dtype == np.uint16 else gdal.GDT_Byte
             self._ds["class"] = self._create(drv, "class", dt)
@@ -225,6 +230,7 @@ class OutputSet:
             self._ds[k].FlushCache()
             self._ds[k] = None
         self._ds.clear()
+        self._restore_pam()
         self.tmp["qml"].write_text(qml_text(self.classes), encoding="utf-8")
         if "vector" in self.final:
             self._polygonize()
@@ -263,9 +269,17 @@ class OutputSet:
                 aux_final.unlink()  # a stale side-car of an earlier file would mislabel this one
         return {k: str(v) for k, v in self.final.items()}
 
+    def _restore_pam(self) -> None:
+        from osgeo import gdal
+
+        if hasattr(self, "_pam_prev"):
+            gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", self._pam_prev)
+            del self._pam_prev
+
     def abort(self) -> None:
         """Drop every temporary file (failed or cancelled run)."""
         self._ds.clear()
+        self._restore_pam()
         for tmp in self.tmp.values():
             for p in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm"),
                       Path(str(tmp) + "-journal")):

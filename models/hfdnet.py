@@ -170,11 +170,13 @@ class HFDNet(nn.Module):
         dice_weight: weight of a soft Dice term added to CE (spec Sec. 5.3: 1 for the binary
             SpaceNet6 task; 0 by default).
         encoder_lr_mult: encoder LR multiplier in :meth:`param_groups` (spec: x0.1 or equal).
+        encoder_width: ResNet base width (64 = torchvision, loads ImageNet weights; smaller values,
+            e.g. 32, make the small built-in demo models; mmlc design choice).
     """
 
     def __init__(self, num_classes: int, in_channels: int = 2, encoder: str = "resnet50", channels: int = 256,
                  context: ContextKind = "ppm", align: bool = True, dropout: float = 0.1,
-                 dice_weight: float = 0.0, encoder_lr_mult: float = 1.0) -> None:
+                 dice_weight: float = 0.0, encoder_lr_mult: float = 1.0, encoder_width: int = 64) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background counts as a class), got {num_classes}")
@@ -183,7 +185,7 @@ class HFDNet(nn.Module):
         self.encoder_name = encoder
         self.dice_weight = dice_weight
         self.encoder_lr_mult = encoder_lr_mult
-        self.encoder = build_resnet(encoder, in_channels=in_channels)
+        self.encoder = build_resnet(encoder, in_channels=in_channels, base_width=encoder_width)
         self.decoder = AlignmentDecoder(self.encoder.out_channels, channels, context, align)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Conv2d(channels, num_classes, 1)

@@ -104,18 +104,22 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, block: type[nn.Module], depths: tuple[int, int, int, int], in_channels: int = 3,
-                 num_classes: int | None = None, zero_init_residual: bool = True) -> None:
+                 num_classes: int | None = None, zero_init_residual: bool = True, base_width: int = 64) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        if base_width < 8:
+            raise ValueError(f"base_width must be >= 8, got {base_width}")
         self.in_channels = in_channels
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(in_channels, base_width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         expansion: int = block.expansion  # type: ignore[attr-defined]
-        widths = (64, 128, 256, 512)
-        in_ch = 64
+        # base_width 64 is torchvision's ResNet (its ImageNet files load); smaller widths give the
+        # same key layout with thinner tensors, for small models trained from scratch (mmlc design).
+        widths = (base_width, 2 * base_width, 4 * base_width, 8 * base_width)
+        in_ch = base_width
         for i, (width, depth) in enumerate(zip(widths, depths)):
             stride = 1 if i == 0 else 2
             blocks = []
@@ -168,14 +172,18 @@ class ResNet(nn.Module):
 
 
 def build_resnet(name: str, in_channels: int = 3, num_classes: int | None = None,
-                 zero_init_residual: bool = True) -> ResNet:
-    """Build ``resnet18``/``resnet34``/``resnet50`` (randomly initialised)."""
+                 zero_init_residual: bool = True, base_width: int = 64) -> ResNet:
+    """Build ``resnet18``/``resnet34``/``resnet50`` (randomly initialised).
+
+    ``base_width`` (default 64, torchvision's) scales every stage's width; only 64 can load
+    ImageNet weights.
+    """
     key = name.lower()
     if key not in _DEPTHS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(_DEPTHS)}")
     block, depths = _DEPTHS[key]
     return ResNet(block, depths, in_channels=in_channels, num_classes=num_classes,
-                  zero_init_residual=zero_init_residual)
+                  zero_init_residual=zero_init_residual, base_width=base_width)
 
 
 def adapt_first_conv(weight: torch.Tensor, in_channels: int, mode: FirstConvInit = "mean") -> torch.Tensor:

@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# QGIS's GDAL provider caches histograms in .aux.xml files beside the rasters it renders; keep the
-# shipped samples pristine (our own code never writes beside its inputs: see the guard below).
-os.environ["GDAL_PAM_ENABLED"] = "NO"
 
 import torch  # noqa: E402
 

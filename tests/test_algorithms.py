@@ -34,6 +34,20 @@ PARAMETER_IDS = {
 
 
 @pytest.fixture(scope="module")
+def copies(tmp_path_factory, spacenet6: Path, bigearthnet: Path, nc_landsat: Path) -> dict[str, Path]:
+    """Copies of the samples for tests that hand rasters to QGIS layers: QGIS's GDAL provider
+    caches histograms in .aux.xml files beside the rasters it loads, and the shipped samples must
+    stay untouched (the session guard in conftest checks)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("samples")
+    out = {}
+    for name, src in (("spacenet6", spacenet6), ("bigearthnet", bigearthnet), ("nc_landsat", nc_landsat)):
+        out[name] = Path(shutil.copytree(src, root / name))
+    return out
+
+
+@pytest.fixture(scope="module")
 def provider(qgis_app, qgis_processing):
     plugin = mmlc.classFactory(None)
     plugin.initProcessing()
@@ -76,7 +90,8 @@ def test_toolbox_dialog_opens_with_the_parameters(provider, qgis_iface, monkeypa
         dialog.close()
 
 
-def test_classify_runs_and_loads_a_paletted_layer(provider, tmp_path: Path, spacenet6: Path) -> None:
+def test_classify_runs_and_loads_a_paletted_layer(provider, tmp_path: Path, copies: dict) -> None:
+    spacenet6 = copies["spacenet6"]
     from qgis import processing
 
     model = make_dense_model(tmp_path / "m.mmlc")
@@ -108,7 +123,8 @@ class _CancelAfterProgress(QgsProcessingFeedback):
             self.cancel()
 
 
-def test_cancel_mid_run_leaves_no_output(provider, tmp_path: Path, spacenet6: Path) -> None:
+def test_cancel_mid_run_leaves_no_output(provider, tmp_path: Path, copies: dict) -> None:
+    spacenet6 = copies["spacenet6"]
     from qgis import processing
 
     model = make_dense_model(tmp_path / "m.mmlc", tile=32, overlap=8)
@@ -122,8 +138,8 @@ def test_cancel_mid_run_leaves_no_output(provider, tmp_path: Path, spacenet6: Pa
 
 
 @pytest.mark.parametrize("case", ["missing_second_input", "wrong_band_count", "unknown_model"])
-def test_bad_inputs_give_their_message(provider, tmp_path: Path, spacenet6: Path, bigearthnet: Path,
-                                       case: str) -> None:
+def test_bad_inputs_give_their_message(provider, tmp_path: Path, copies: dict, case: str) -> None:
+    spacenet6, bigearthnet = copies["spacenet6"], copies["bigearthnet"]
     from qgis import processing
 
     model = make_dense_model(tmp_path / "m.mmlc")
@@ -143,7 +159,8 @@ def test_bad_inputs_give_their_message(provider, tmp_path: Path, spacenet6: Path
     assert not (tmp_path / "o.tif").exists()
 
 
-def test_evaluate_returns_metrics(provider, tmp_path: Path, nc_landsat: Path) -> None:
+def test_evaluate_returns_metrics(provider, tmp_path: Path, copies: dict) -> None:
+    nc_landsat = copies["nc_landsat"]
     from qgis import processing
 
     labels = nc_landsat / "landsat96_labelled_pixels.tif"
@@ -168,7 +185,8 @@ def _real_sar_model(path: Path) -> Path:
     return save_model_file(path, card, net.state_dict())
 
 
-def test_qgis_process_help_and_run(provider, tmp_path: Path, bigearthnet: Path) -> None:
+def test_qgis_process_help_and_run(provider, tmp_path: Path, copies: dict) -> None:
+    bigearthnet = copies["bigearthnet"]
     from mmlc.tools.qgis_env import enable_plugin, qgis_process_binary, run_algorithm
 
     profile = tmp_path / "profile"
