@@ -84,11 +84,58 @@ def _digest(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def save_model_file(path: str | Path, card: ModelCard, state_dict: dict) -> Path:
-    """Write ``card`` + ``state_dict`` atomically (temp file beside the target, then rename)."""
+#: Suffix of the per-row scale stored next to an int8-quantised weight.
+SCALE_SUFFIX = ".__int8_scale"
+
+
+def compress_state(state_dict: dict, mode: str = "fp16") -> dict:
+    """Smaller storage for shipping: ``fp16`` halves every float tensor; ``int8`` additionally
+    stores each weight matrix/kernel with >= 4096 values as int8 with one float16 scale per output
+    channel (symmetric, max-abs). Loading undoes it (:func:`expand_state`); an mmlc design choice
+    used for the built-in models, whose files must stay small.
+    """
+    import torch
+
+    out: dict = {}
+    for k, v in state_dict.items():
+        v = v.detach().cpu()
+        if not v.is_floating_point():
+            out[k] = v
+        elif mode == "int8" and v.dim() >= 2 and v.numel() >= 4096:
+            rows = v.reshape(v.shape[0], -1).float()
+            scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            out[k] = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape)
+            out[k + SCALE_SUFFIX] = scale.half()
+        else:
+            out[k] = v.half() if mode in ("fp16", "int8") else v
+    return out
+
+
+def expand_state(tensors: dict) -> dict:
+    """Undo :func:`compress_state`: float32 tensors under the original keys."""
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith(SCALE_SUFFIX):
+            continue
+        scale = tensors.get(k + SCALE_SUFFIX)
+        if scale is not None:
+            v = v.float() * scale.float().reshape(-1, *([1] * (v.dim() - 1)))
+        elif v.is_floating_point():
+            v = v.float()
+        out[k] = v
+    return out
+
+
+def save_model_file(path: str | Path, card: ModelCard, state_dict: dict, storage: str = "fp32") -> Path:
+    """Write ``card`` + ``state_dict`` atomically (temp file beside the target, then rename).
+
+    ``storage``: ``fp32`` (exact), ``fp16`` or ``int8`` (see :func:`compress_state`).
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
+    if storage != "fp32":
+        state_dict = compress_state(state_dict, storage)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta = {"mmlc.card": card.to_json(), "mmlc.sha256": _digest(tensors), "format": "pt"}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -131,6 +178,8 @@ def load_model_file(path: str | Path, weights: bool = True) -> tuple[ModelCard, 
         raise ModelFileError(f"{path} was written by a newer mmlc (format {card.format_version}); update the plugin")
     if tensors is not None and meta.get("mmlc.sha256") != _digest(tensors):
         raise ModelFileError(f"{path}: the weights do not match their checksum (file corrupted)")
+    if tensors is not None:
+        tensors = expand_state(tensors)
     return card, tensors
 
 

@@ -321,7 +321,8 @@ class DAS2F(nn.Module):
     """
 
     def __init__(self, num_classes: int = 11, variant: Variant = "nanjing", ms_channels: int = 4,
-                 pan_channels: int = 1, patch_size: int = 16, scan_method: Method = "auto") -> None:
+                 pan_channels: int = 1, patch_size: int = 16, scan_method: Method = "auto",
+                 classifier_hidden: int = 1024) -> None:
         super().__init__()
         if variant not in VARIANT_STAGES:
             raise ValueError(f"unknown DAS2F variant {variant!r}; use one of {', '.join(VARIANT_STAGES)}")
@@ -335,8 +336,10 @@ class DAS2F(nn.Module):
         n = VARIANT_STAGES[variant]
         self.stages = nn.ModuleList(CMDAStage(scan_method) for _ in range(n))
         self.fusions = nn.ModuleList(AALFBlock() for _ in range(n))
-        self.classifier = nn.Sequential(nn.Linear(FUSED_CHANNELS * 4 * patch_size ** 2, 1024),
-                                        nn.Linear(1024, num_classes))  # no activation, as the reference
+        # Width 1024 as the reference; a smaller ``classifier_hidden`` (mmlc design choice) shrinks
+        # the 16384 x 1024 layer that holds 96 % of the weights, for small built-in models.
+        self.classifier = nn.Sequential(nn.Linear(FUSED_CHANNELS * 4 * patch_size ** 2, classifier_hidden),
+                                        nn.Linear(classifier_hidden, num_classes))  # no activation, as the reference
 
     def set_scan_method(self, method: Method) -> None:
         """Switch the selective-scan implementation of every SSM core (e.g. for benchmarks)."""
@@ -384,9 +387,10 @@ class DAS2F(nn.Module):
 
 
 def build_das2f(num_classes: int = 11, variant: Variant = "nanjing", ms_channels: int = 4,
-                pan_channels: int = 1, patch_size: int = 16, scan_method: Method = "auto") -> DAS2F:
+                pan_channels: int = 1, patch_size: int = 16, scan_method: Method = "auto",
+                classifier_hidden: int = 1024) -> DAS2F:
     """Registry builder (see :class:`DAS2F`)."""
-    return DAS2F(num_classes, variant, ms_channels, pan_channels, patch_size, scan_method)
+    return DAS2F(num_classes, variant, ms_channels, pan_channels, patch_size, scan_method, classifier_hidden)
 
 
 def _channel_kwargs(band_counts: Sequence[int]) -> dict[str, int]:
