@@ -196,3 +196,14 @@ def test_registry_spec():
     with torch.no_grad():
         assert m(torch.randn(1, 3, 4, 4), torch.randn(1, 2, 16, 16)).shape == (1, 2)
     assert spec.recipe.batch_size == 64
+
+
+def test_classifier_width_option_shrinks_only_the_head() -> None:
+    """classifier_hidden (mmlc option for small built-ins) changes only the two head layers."""
+    from mmlc.models import build_model
+
+    full = build_model("das2f", num_classes=3, variant="xian")
+    small = build_model("das2f", num_classes=3, variant="xian", classifier_hidden=128)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    head = lambda h: 16384 * h + h + h * 3 + 3  # noqa: E731
+    assert count(full) - count(small) == head(1024) - head(128)

@@ -149,3 +149,13 @@ def test_read_state_dict_rejects_non_tensor_payload(tmp_path: Path) -> None:
     torch.save({"epoch": 3, "arch": "resnet18"}, p)
     with pytest.raises(WeightsFileError, match="name -> tensor"):
         read_state_dict(p)
+
+
+def test_base_width_scales_every_stage_and_keeps_the_keys() -> None:
+    """base_width (mmlc option for small built-ins): same key layout, widths scaled."""
+    from mmlc.models.resnet import build_resnet
+
+    ref, thin = build_resnet("resnet18"), build_resnet("resnet18", base_width=32)
+    assert list(ref.state_dict()) == list(thin.state_dict())
+    assert thin.out_channels == (32, 64, 128, 256)
+    assert thin.conv1.weight.shape == (32, 3, 7, 7)

@@ -39,16 +39,20 @@ def rgb_composite(layer: QgsRasterLayer, bands: Sequence[int]) -> None:
     layer.setRenderer(r)
 
 
-def export_png(layer: QgsRasterLayer, path: Path, title: str, legend: bool, width_mm: float = 120.0) -> Path:
-    """Lay out ``layer`` (its current style) with a title and optional legend; write a PNG."""
+def export_png(layer: QgsRasterLayer, path: Path, title: str, legend: bool, width_mm: float = 120.0,
+               extent=None) -> Path:
+    """Lay out ``layer`` (its current style) with a title and optional legend; write a PNG.
+
+    ``extent``: a QgsRectangle in the layer's CRS to show instead of the whole layer.
+    """
     project = QgsProject.instance()
     project.addMapLayer(layer, False)
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
-    ext = layer.extent()
+    ext = extent if extent is not None else layer.extent()
     aspect = ext.height() / ext.width() if ext.width() else 1.0
     map_h = width_mm * aspect
-    legend_w = 70.0 if legend else 0.0
+    legend_w = 100.0 if legend else 0.0
     page = layout.pageCollection().page(0)
     page.setPageSize(QgsLayoutSize(width_mm + legend_w + 15, map_h + 25, QgsUnitTypes.LayoutMillimeters))
     label = QgsLayoutItemLabel(layout)
@@ -76,9 +80,39 @@ def export_png(layer: QgsRasterLayer, path: Path, title: str, legend: bool, widt
         layout.addLayoutItem(leg)
     settings = QgsLayoutExporter.ImageExportSettings()
     settings.dpi = 110
+    settings.exportMetadata = False  # PNG has no metadata update support in GDAL (noisy error)
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = QgsLayoutExporter(layout).exportToImage(str(path), settings)
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # QGIS tries to georeference the PNG in place
+    try:
+        result = QgsLayoutExporter(layout).exportToImage(str(path), settings)
+    finally:
+        gdal.PopErrorHandler()
     project.removeMapLayer(layer.id())
     if result != QgsLayoutExporter.Success:
         raise RuntimeError(f"QGIS could not export {path} (code {result})")
+    return path
+
+
+def side_by_side(rows: Sequence[Sequence[Path]], path: Path) -> Path:
+    """Paste PNGs into one picture: one row per list, left to right (for the README screenshot)."""
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QImage, QPainter
+
+    images = [[QImage(str(p)) for p in row] for row in rows]
+    width = max(sum(i.width() for i in row) for row in images)
+    height = sum(max(i.height() for i in row) for row in images)
+    canvas = QImage(width, height, QImage.Format_ARGB32)
+    canvas.fill(Qt.white)
+    painter = QPainter(canvas)
+    y = 0
+    for row in images:
+        x = 0
+        for img in row:
+            painter.drawImage(x, y, img)
+            x += img.width()
+        y += max(i.height() for i in row)
+    painter.end()
+    canvas.save(str(path))
     return path

@@ -43,8 +43,9 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: all of input 1)", optional=True))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
                                                        QgsProcessingParameterNumber.Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels",
-                                                       QgsProcessingParameterNumber.Integer, 32, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels (empty = model default)",
+                                                       QgsProcessingParameterNumber.Integer, None, optional=True,
+                                                       minValue=0))
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size",
                                                        QgsProcessingParameterNumber.Integer, 4, minValue=1))
         self.addParameter(QgsProcessingParameterString("DEVICE", "Device", defaultValue="auto"))
@@ -76,7 +77,9 @@ class ClassifyAlgorithm(MmlcAlgorithm):
             api.classify, feedback,
             model=self.parameterAsString(parameters, "MODEL", context).strip(),
             inputs=inputs, output=output, confidence=confidence, vector=vector, extent=extent,
-            tile_size=tile or None, overlap=self.parameterAsInt(parameters, "OVERLAP", context),
+            tile_size=tile or None,
+            overlap=self.parameterAsInt(parameters, "OVERLAP", context) if parameters.get("OVERLAP") is not None
+            else None,
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             device=self.parameterAsString(parameters, "DEVICE", context) or "auto",
         )
