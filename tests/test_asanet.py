@@ -12,15 +12,6 @@ from mmlc.models.asanet import CFM, SFM, ASANet
 from mmlc.models.macs import count_macs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine OpenMP spin-waiting makes 2 threads ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small(**kw) -> ASANet:
     """A fast ASANet for forward tests: atto backbone, narrow decoder."""
     args = dict(num_classes=5, backbone="convnextv2_atto", decoder_channels=32, aux_channels=16)

@@ -13,15 +13,6 @@ from mmlc.models.pretrained import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine OpenMP spin-waiting makes 2 threads ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def timm_layout(depths, dims, in_chans=3, conv_mlp=False, num_classes=1000) -> dict[str, tuple[int, ...]]:
     """The keys and shapes of timm's ``convnextv2_*`` state dict, written from timm's naming rules
     (timm/models/convnext.py: patch stem ``stem.0/1``; stage 0 has no downsample; ``downsample.0`` LN,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -17,15 +16,6 @@ from mmlc.models.hfd_distill import (
 )
 from mmlc.models.hfdnet import FlowAlign, HFDNet, flow_warp
 from mmlc.models.resnet import build_resnet
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine this is several times faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _small(in_channels: int, num_classes: int = 4, **kw: object) -> HFDNet:

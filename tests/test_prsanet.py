@@ -27,15 +27,6 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread is many times faster than two contended ones."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --------------------------------------------------------------------------- prototype maths
 def test_class_means_and_prototype_classifier_by_hand() -> None:
     z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])

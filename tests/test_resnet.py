@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -13,16 +12,6 @@ from mmlc.models.resnet import (
     load_resnet_weights,
     read_state_dict,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine this is several times faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # torchvision's published parameter counts (1000-class fc) and state-dict sizes:
 # params = convs + 2 per BN + fc weight/bias; buffers = 3 per BN (mean, var, num_batches_tracked).

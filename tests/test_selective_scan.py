@@ -16,15 +16,6 @@ from mmlc.models.selective_scan import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread avoids spin-wait contention."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _inputs(b=1, d=64, L=256, n=24, g=2, seed=0, delta_scale=1.0, a_scale=1.0, dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)  # noqa: E731
