@@ -206,3 +206,28 @@ def test_qgis_process_help_and_run(provider, tmp_path: Path, copies: dict) -> No
     ds = gdal.Open(str(out))
     assert ds.GetRasterBand(1).GetColorTable() is not None
     assert ds.GetRasterBand(1).GetCategoryNames()
+
+
+def test_graphical_modeler_chain_train_classify_evaluate(provider, tmp_path: Path, copies: dict,
+                                                          repo_root: Path) -> None:
+    """The shipped .model3 (train -> classify -> evaluate) runs and returns its outputs."""
+    import csv
+
+    from qgis import processing
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(repo_root / "resources" / "modeler" / "mmlc_train_classify_evaluate.model3"))
+    ben = copies["bigearthnet"]
+    pair = "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48"
+    lc, cm = tmp_path / "lc.tif", tmp_path / "cm.csv"
+    res = processing.run(model, {"ARCHITECTURE": "hfdnet", "INPUT_1": str(ben / f"{pair}__s1_vv_vh_db.tif"),
+                                 "LABELS": str(ben / f"{pair}__weak_label_s2rules.tif"), "EPOCHS": 1,
+                                 "classify:Land cover": str(lc), "evaluate:Confusion matrix": str(cm)})
+    assert lc.exists() and cm.exists(), res
+    metrics = res["CHILD_RESULTS"]["evaluate"]  # the chain's OA/AA/KAPPA/MIOU
+    assert 0.0 <= metrics["OA"] <= 1.0 and -1.0 <= metrics["KAPPA"] <= 1.0 and 0.0 <= metrics["MIOU"] <= 1.0
+    rows = list(csv.reader(cm.open()))
+    assert len(rows) >= 3  # header + one row per class present
+    counts = [int(v) for r in rows[1:] for v in r[1:] if v.strip().lstrip("-").isdigit()]
+    assert sum(counts) > 0
