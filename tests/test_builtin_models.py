@@ -13,7 +13,7 @@ from mmlc.core.modelfile import build_from_file, compress_state, expand_state, r
 from osgeo import gdal
 
 BUILTINS = ["asanet-demo", "das2f-demo", "hfdnet-demo", "prsanet-demo"]
-HELD_OUT = "S1A_IW_GRDH_1SDV_20180204T043253_35VPK_57_38"
+HELD_OUT = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
 
 
 def test_all_four_are_shipped_small_and_honest() -> None:
