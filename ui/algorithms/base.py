@@ -92,6 +92,8 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(e)) from e
         except MmlcError as e:
             raise QgsProcessingException(str(e)) from e
+        except ValueError as e:  # networks (torch-only, no core errors) check their inputs this way
+            raise QgsProcessingException(f"the network refused its inputs: {e}") from e
         finally:
             release_gpu_memory()
 
