@@ -94,8 +94,11 @@ def fingerprint(path: str) -> dict:
     }
 
 
-def _read_array_labels(path: str, shape: tuple[int, int]) -> np.ndarray:
-    """Labels stored as a numpy array on input 1's grid (Xi'an/Nanjing layout: ``.npy``/``.mat``)."""
+def read_label_array(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """Labels stored as a numpy array on input 1's grid (Xi'an/Nanjing layout: ``.npy``/``.mat``).
+
+    NaN and negative values count as unlabelled (0). Shared by the dataset readers and core/xidian.
+    """
     try:
         if path.lower().endswith(".npy"):
             arr = np.load(path, allow_pickle=False)
@@ -110,8 +113,8 @@ def _read_array_labels(path: str, shape: tuple[int, int]) -> np.ndarray:
     arr = np.squeeze(arr)
     if arr.shape != shape:
         raise InputError(
-            f"the label array {path} has shape {arr.shape} but input 1 is {shape[0]} x {shape[1]} pixels; "
-            "labels must be on input 1's grid (MS resolution for the Xi'an/Nanjing layout)"
+            f"the label array {path} has shape {arr.shape} but must match input 1's {shape[0]} x {shape[1]} "
+            "pixels: labels are on input 1's grid (the MS resolution for the Xi'an/Nanjing layout)"
         )
     if np.issubdtype(arr.dtype, np.floating):
         arr = np.where(np.isfinite(arr), arr, 0)
@@ -140,7 +143,7 @@ def load_scene(scene: Scene, ratios: Sequence[int]) -> SceneData:
         arrays, valid = reader.read(0, 0, h, w, halo=0, pad="nan")
     arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     if scene.labels.lower().endswith((".npy", ".mat")):
-        raw = _read_array_labels(scene.labels, (h, w))
+        raw = read_label_array(scene.labels, (h, w))
         classes: list[ClassInfo] | None = None
     else:
         from .labels import read_labels

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .datasets import read_label_array
 from .errors import GridError, InputError
 from .io import open_raster
 
@@ -101,15 +102,7 @@ def read_xidian(folder: str | Path, ms_name: str = "ms4.tif", pan_name: str = "p
         p = folder / name
         if not p.is_file():
             continue
-        try:
-            lab = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"{p} is not a plain numpy array file ({e})") from e
-        lab = np.squeeze(lab)
-        if lab.shape != (h, w):
-            raise InputError(f"{p}: label grid is {lab.shape} but must match {ms_name} ({h}, {w}) (MS resolution)")
-        if not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0:
-            raise InputError(f"{p}: labels must be non-negative integers (0 = unlabelled); got {lab.dtype}")
+        lab = read_label_array(str(p), (h, w))
         labels[Path(name).stem] = lab
     if not labels:
         raise InputError(f"{folder}: no label grid ({', '.join(label_files)}); add train.npy/test.npy (0 = unlabelled)")
