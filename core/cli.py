@@ -296,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
         print(f"error: {e}", file=sys.stderr)
         return int(e.exit_code)
+    except ValueError as e:  # a network's own input checks (models/ raises ValueError, not core errors)
+        progress.close()
+        print(f"error: the network refused its inputs: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         progress.close()
         print("interrupted", file=sys.stderr)
