@@ -136,6 +136,7 @@ def classify(
     check_cancel(progress)
 
     outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
+    writer: inference.BackgroundSink | None = None
     try:
         card_full, net = build_from_file(path, dev)
         if card_full.num_classes != card.num_classes:
@@ -149,10 +150,12 @@ def classify(
         reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")
+        writer = inference.BackgroundSink(outputs.write)
         if card.head_kind == "dense":
-            stats = inference.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress)
+            stats = inference.run_dense(reader_args, card, runner, writer, tile, ov, progress)
         else:
-            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress)
+            stats = inference.run_patch(reader_args, card, runner, writer, tile, progress)
+        writer.close()
         if stats.valid_pixels == 0:
             raise GridError(
                 "no pixel of the output extent is valid in every input (all nodata or outside an input); "
@@ -162,6 +165,11 @@ def classify(
         outputs.finish()
         final = outputs.commit()
     except BaseException:
+        if writer is not None:
+            try:
+                writer.close()  # let the writer thread finish before the files are removed
+            except BaseException:
+                pass
         outputs.abort()
         raise
     seconds = time.perf_counter() - t0

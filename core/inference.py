@@ -39,6 +39,49 @@ from .progress import NullProgress, Progress, check_cancel
 #: the arrays are views into the accumulator, valid only during the call.
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
 
+
+
+class BackgroundSink:
+    """Runs a sink (argmax, colour lookup, GeoTIFF block writes) on a writer thread, so the
+    calling thread only feeds the model. Rows are copied (the accumulator reuses its buffers)
+    into a bounded queue of ``depth`` chunks, so memory stays bounded; rows keep their order.
+    An error in the writer is raised in the caller at the next call or at :meth:`close`.
+    """
+
+    def __init__(self, sink: Sink, depth: int = 2) -> None:
+        self._sink = sink
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._work, name="mmlc-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._sink(*item)
+                except BaseException as e:  # handed to the caller
+                    self._error = e
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __call__(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        self._raise()
+        self._queue.put((row0, probs.copy(), valid.copy()))
+
+    def close(self) -> None:
+        """Wait for every queued row to be written; re-raise a writer error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+
 #: Patches per forward in patch mode = batch_size x this (a "batch unit" of patches).
 PATCHES_PER_BATCH_UNIT: int = 256
 #: Default window side in patch mode when neither the caller nor the card gives one.
