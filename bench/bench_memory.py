@@ -47,13 +47,14 @@ class Pixelwise(nn.Module):
 
 register(ModelSpec("bench_pixelwise", Pixelwise, "dense", (ModalitySpec("optical", 3),),
                    lambda b: {"in_channels": b[0]}))
-src, out = sys.argv[1], sys.argv[2]
+src, out, writer = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 torch.manual_seed(0)
 card = ModelCard("bench_pixelwise", {"in_channels": 3, "num_classes": 4}, "dense",
                  [ModalityCard("optical", 3, mean=[128.0] * 3, std=[50.0] * 3)], default_classes([1, 2, 3, 4]),
                  tile_size=256, overlap=32)
 model = save_model_file(out + ".mmlc", card, Pixelwise(3, 4).state_dict())
-res = classify(model, [src], out, confidence=out + ".conf.tif", batch_size=4, device="cpu")
+res = classify(model, [src], out, confidence=out + ".conf.tif", batch_size=4, device="cpu",
+               background_writer=writer)
 print(json.dumps({"maxrss_mb": peak_rss_mb(), "seconds": res.seconds, "tiles": res.tiles}))
 """
 
@@ -69,18 +70,21 @@ def main() -> None:
         return ((x * 7 + y * 3 + b * 50) % 251).astype(np.uint8)
 
     env = dict(os.environ, GDAL_CACHEMAX="64")
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (1024, 8192):
-            src = write_raster(Path(tmp) / f"in{size}.tif", 3, gdal.GDT_Byte, size, pattern)
-            p = subprocess.run([sys.executable, "-c", CHILD, src, str(Path(tmp) / f"out{size}.tif")],
-                               capture_output=True, text=True, env=env, check=True)
-            results[size] = json.loads(p.stdout.strip().splitlines()[-1])
-            print(f"peak_rss_{size}_mb: {results[size]['maxrss_mb']:.0f} "
-                  f"({results[size]['seconds']:.1f} s, {results[size]['tiles']} tiles)")
-            Path(src).unlink()
-    print(f"peak_rss_ratio_8192_over_1024: {results[8192]['maxrss_mb'] / results[1024]['maxrss_mb']:.3f} "
-          "(target <= 1.2; model: one 1x1 conv, tile 256, GDAL_CACHEMAX=64 MB)")
+        srcs = {size: write_raster(Path(tmp) / f"in{size}.tif", 3, gdal.GDT_Byte, size, pattern)
+                for size in (1024, 8192)}
+        for writer in ("1", "0"):
+            tag = "background_writer" if writer == "1" else "inline_writer"
+            results = {}
+            for size, src in srcs.items():
+                p = subprocess.run([sys.executable, "-c", CHILD, src, str(Path(tmp) / f"out{size}{writer}.tif"), writer],
+                                   capture_output=True, text=True, env=env, check=True)
+                results[size] = json.loads(p.stdout.strip().splitlines()[-1])
+                print(f"{tag}_peak_rss_{size}_mb: {results[size]['maxrss_mb']:.0f} "
+                      f"({results[size]['seconds']:.1f} s, {results[size]['tiles']} tiles)")
+            print(f"{tag}_peak_rss_ratio_8192_over_1024: "
+                  f"{results[8192]['maxrss_mb'] / results[1024]['maxrss_mb']:.3f} "
+                  "(target <= 1.2; model: one 1x1 conv, tile 256, GDAL_CACHEMAX=64 MB)")
 
 
 if __name__ == "__main__":

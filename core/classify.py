@@ -87,6 +87,7 @@ def classify(
     device: str = "auto",
     precision: str = "auto",
     progress: Optional[Progress] = None,
+    background_writer: bool = True,
 ) -> ClassifyResult:
     """Classify ``inputs`` (one raster per modality, in the model's order) into ``output``.
 
@@ -95,7 +96,8 @@ def classify(
     (default: the card's); for patch models tile_size is the window side (overlap unused).
     batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
-    ``fp32``, ``bf16``, ``fp16``. Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    ``fp32``, ``bf16``, ``fp16``. background_writer: write on a separate thread (faster; costs
+    ~20 MB more peak memory, docs/benchmarks.md). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
     from . import inference
@@ -150,12 +152,14 @@ def classify(
         reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")
-        writer = inference.BackgroundSink(outputs.write)
+        writer = inference.BackgroundSink(outputs.write) if background_writer else None
+        sink = writer if writer is not None else outputs.write
         if card.head_kind == "dense":
-            stats = inference.run_dense(reader_args, card, runner, writer, tile, ov, progress)
+            stats = inference.run_dense(reader_args, card, runner, sink, tile, ov, progress)
         else:
-            stats = inference.run_patch(reader_args, card, runner, writer, tile, progress)
-        writer.close()
+            stats = inference.run_patch(reader_args, card, runner, sink, tile, progress)
+        if writer is not None:
+            writer.close()
         if stats.valid_pixels == 0:
             raise GridError(
                 "no pixel of the output extent is valid in every input (all nodata or outside an input); "
