@@ -24,7 +24,10 @@ from mmlc.models.registry import ModalitySpec, ModelSpec, register
 from osgeo import gdal, osr
 from torch import nn
 
-SIZE, TILE, OVERLAP, BATCH, WIDTH = 2048, 256, 32, 4, 16
+SIZE, TILE, OVERLAP, BATCH = 2048, 256, 32, 4
+#: conv width of the benchmark net; ``--width 64`` gives a forward pass ~16x heavier (closer to a
+#: real segmentation network), where the engine's fixed costs matter less.
+WIDTH = int(sys.argv[sys.argv.index("--width") + 1]) if "--width" in sys.argv else 16
 
 
 class BenchFCN(nn.Module):
