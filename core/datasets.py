@@ -38,6 +38,10 @@ class Scene:
     before use (WHU-OPT-SAR stores classes as 10..70: divisor 10; DDHR uses 0 as a real class:
     offset 1). 0 after the mapping means unlabelled.
     unlabelled_value: a raw value that means "no label" before the mapping (e.g. 255), or None.
+    burn_value: for a vector layer without a class field (SpaceNet 6 building footprints): every
+    feature is burnt as this value and the rest of input 1's grid is ``background_value``
+    (so the background is a real class, not unlabelled). None = read labels with ``label_field``.
+    class_names: names of the mapped class values, where the layout defines them.
     """
 
     inputs: list[str]
@@ -47,6 +51,9 @@ class Scene:
     label_offset: int = 0
     unlabelled_value: int | None = None
     name: str = ""
+    burn_value: int | None = None
+    background_value: int = 1
+    class_names: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.inputs = [str(p) for p in self.inputs]
@@ -145,6 +152,9 @@ def load_scene(scene: Scene, ratios: Sequence[int]) -> SceneData:
     if scene.labels.lower().endswith((".npy", ".mat")):
         raw = read_label_array(scene.labels, (h, w))
         classes: list[ClassInfo] | None = None
+    elif scene.burn_value is not None:
+        raw = _burn_features(scene.labels, grid, scene.burn_value, scene.background_value)
+        classes = None
     else:
         from .labels import read_labels
 
@@ -157,6 +167,8 @@ def load_scene(scene: Scene, ratios: Sequence[int]) -> SceneData:
     values = np.where(keep, values // max(1, scene.label_divisor) + scene.label_offset, 0)
     if scene.label_divisor != 1 or scene.label_offset != 0 or classes is None:
         classes = default_classes(np.unique(values[values > 0]).tolist())
+    if scene.class_names:
+        classes = [ClassInfo(c.value, scene.class_names.get(c.value, c.name), c.color) for c in classes]
     values[~np.asarray(valid, bool)] = 0
     if values.max(initial=0) > 65534:
         raise InputError(f"labels {scene.labels}: class values must be below 65535")
@@ -169,6 +181,33 @@ def load_scene(scene: Scene, ratios: Sequence[int]) -> SceneData:
         grid=grid,
         fingerprints=[fingerprint(p) for p in [*scene.inputs, scene.labels]],
     )
+
+
+def _burn_features(path: str, grid: object, burn: int, background: int) -> np.ndarray:
+    """Every feature of a vector layer burnt as ``burn`` over ``background`` on ``grid``.
+
+    GDAL's rasteriser reprojects the features into the grid's CRS (SpaceNet 6 footprints are
+    lon/lat, the tiles UTM); pixel-centre rule. A layer without features gives all background.
+    """
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        ds = gdal.OpenEx(str(path), gdal.OF_VECTOR)
+    except RuntimeError:
+        ds = None
+    finally:
+        gdal.PopErrorHandler()
+    if ds is None or ds.GetLayerCount() == 0:
+        raise InputError(f"cannot open the label layer {path} as a vector file")
+    dst = gdal.GetDriverByName("MEM").Create("", int(grid.width), int(grid.height), 1, gdal.GDT_UInt16)
+    dst.SetGeoTransform(tuple(grid.transform))
+    if grid.crs_wkt:
+        dst.SetProjection(grid.crs_wkt)
+    dst.GetRasterBand(1).Fill(int(background))
+    if gdal.RasterizeLayer(dst, [1], ds.GetLayer(0), burn_values=[int(burn)]) != 0:
+        raise InputError(f"cannot rasterise the features of {path}: {gdal.GetLastErrorMsg()}")
+    return dst.GetRasterBand(1).ReadAsArray().astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,18 +295,25 @@ def _sen12ms(root: Path, split: str) -> list[Scene]:
 
     Design choice: the IGBP band (band 1 of ``lc``) is used as the class raster as is (1..17).
     ``split`` = ``train`` uses every ROI except the hold-out scenes listed in
-    ``splits/SEN12MS_holdOutScenes.txt`` when present; ``val``/``test`` use only those.
+    ``splits/SEN12MS_holdOutScenes.txt`` when present; ``val``/``test`` use only those and need
+    that list (InputError without it, rather than silently validating on the training tiles).
     """
     holdout: set[str] = set()
     hp = root / "splits" / "SEN12MS_holdOutScenes.txt"
     if hp.is_file():
         holdout = {ln.strip() for ln in hp.read_text().splitlines() if ln.strip()}
+    elif split != "train":
+        raise InputError(
+            f"SEN12MS: {hp} not found; the {split!r} split is the hold-out scenes it lists "
+            "(copy splits/SEN12MS_holdOutScenes.txt from the SEN12MS repository into the dataset root)"
+        )
     out = []
     for roi in sorted(p for p in root.glob("ROIs*") if p.is_dir()):
         for s2dir in sorted(roi.glob("s2_*")):
             sid = s2dir.name[3:]
-            key = f"{roi.name}_s1_{sid}"
-            if holdout and ((key in holdout or f"{roi.name}_{sid}" in holdout) != (split != "train")):
+            # the official list writes "<ROI>/s1_<n>"; "<ROI>_s1_<n>" and "<ROI>_<n>" are accepted too
+            keys = {f"{roi.name}/s1_{sid}", f"{roi.name}_s1_{sid}", f"{roi.name}_{sid}"}
+            if holdout and (bool(keys & holdout) != (split != "train")):
                 continue
             for s2 in sorted(s2dir.glob("*.tif")):
                 s1 = roi / f"s1_{sid}" / s2.name.replace("_s2_", "_s1_")
@@ -282,8 +328,10 @@ def _sen12ms(root: Path, split: str) -> list[Scene]:
 def _spacenet6(root: Path, split: str) -> list[Scene]:
     """SpaceNet 6: ``{PS-RGBNIR|PS-RGB, SAR-Intensity}/..._tile_<n>.tif`` + ``geojson_buildings``.
 
-    Buildings are rasterised from the GeoJSON (every polygon is class 1 unless the layer has a
-    class field). Design choice: tiles with an even number ``n`` go to validation.
+    Buildings are rasterised from the GeoJSON (which has no class field): building footprints are
+    class 2, the rest of the tile class 1 (background is a real class here, not unlabelled; a
+    tile without buildings is all background). Design choice: tiles with an even number ``n`` go
+    to validation.
     """
     base = root
     for sub in ("train/AOI_11_Rotterdam", "AOI_11_Rotterdam"):
@@ -305,7 +353,8 @@ def _spacenet6(root: Path, split: str) -> list[Scene]:
     for t in sorted(set(opts) & set(sars) & set(geos), key=lambda s: (len(s), s)):
         is_val = t.isdigit() and int(t) % 2 == 0
         if is_val == (split in ("val", "test")):
-            out.append(Scene([str(opts[t]), str(sars[t])], str(geos[t]), name=f"tile_{t}"))
+            out.append(Scene([str(opts[t]), str(sars[t])], str(geos[t]), name=f"tile_{t}", burn_value=2,
+                             background_value=1, class_names={1: "background", 2: "building"}))
     return out
 
 
