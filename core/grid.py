@@ -31,8 +31,7 @@ class Grid:
     @classmethod
     def from_dataset(cls, ds: Any) -> "Grid":
         """Grid of an open ``gdal.Dataset``; GridError for rotated geotransforms."""
-        gt = tuple(float(v) for v in ds.GetGeoTransform())
-        grid = cls(ds.GetProjection() or "", gt, int(ds.RasterXSize), int(ds.RasterYSize))
+        grid = cls(ds.GetProjection() or "", geotransform_of(ds), int(ds.RasterXSize), int(ds.RasterYSize))
         grid.check_north_up(ds.GetDescription())
         return grid
 
@@ -113,3 +112,19 @@ class Grid:
                 f"({gx0}, {gy0}, {gx1}, {gy1}); give the extent in the first input's CRS"
             )
         return self.window(r0, c0, r1 - r0, c1 - c0)
+
+
+#: Geotransform given to rasters without georeferencing (plain JPEG/PNG tiles of some benchmark
+#: datasets): one unit per pixel, north-up, origin at the top-left corner, no CRS.
+PIXEL_GEOTRANSFORM: tuple[float, ...] = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def geotransform_of(ds: Any) -> tuple[float, ...]:
+    """The dataset's geotransform, or :data:`PIXEL_GEOTRANSFORM` when it has none.
+
+    GDAL reports (0, 1, 0, 0, 0, 1) (south-up) for an ungeoreferenced raster; such inputs are
+    placed on a north-up pixel grid instead, so same-size ungeoreferenced inputs (DDHR's GF-2/GF-3
+    JPEGs and PNG labels) align pixel for pixel.
+    """
+    gt = ds.GetGeoTransform(can_return_null=True)
+    return PIXEL_GEOTRANSFORM if gt is None else tuple(float(v) for v in gt)

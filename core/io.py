@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .errors import GridError, InputError
-from .grid import Grid
+from .grid import Grid, geotransform_of
 
 #: Largest misalignment, in target pixels over the whole raster, still read without resampling.
 DIRECT_TOLERANCE_PX: float = 1e-3
@@ -174,8 +174,8 @@ class AlignedReader:
             raise ValueError(f"{len(self.ratios)} grid ratios for {len(self.paths)} inputs")
         self.resampling = resampling
         datasets = [open_raster(p) for p in self.paths]
-        grids = [Grid(d.GetProjection() or "", tuple(float(v) for v in d.GetGeoTransform()),
-                      d.RasterXSize, d.RasterYSize) for d in datasets]
+        grids = [Grid(d.GetProjection() or "", geotransform_of(d), d.RasterXSize, d.RasterYSize)
+                 for d in datasets]
         if grid is None:
             if self.ratios[0] != 1:
                 raise ValueError("input 1 defines the output grid, so its grid ratio must be 1")

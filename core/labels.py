@@ -29,6 +29,7 @@ from osgeo import gdal, ogr, osr
 
 from .classes import ClassInfo, default_color, read_class_table
 from .errors import GridError, InputError
+from .grid import geotransform_of
 
 _BURN_FIELD = "mmlc_class"
 _MAX_VALUE = 65535
@@ -164,7 +165,7 @@ class LabelSource:
             )
         band = ds.GetRasterBand(1)
         self._nodata = band.GetNoDataValue()
-        gt = ds.GetGeoTransform()
+        gt = geotransform_of(ds)
         self._src_gt = tuple(gt)
         src_srs, dst_srs = _srs(src_wkt), _srs(self.crs_wkt)
         self._same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))

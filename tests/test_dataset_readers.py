@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mmlc.core.datasets import Scene, load_scene, scenes_from_dataset
-from mmlc.core.errors import GridError, InputError
+from mmlc.core.errors import InputError
 from osgeo import gdal, ogr, osr
 
 N = 16
@@ -133,10 +133,6 @@ def test_ddhr_id_block_split_and_loading(tmp_path: Path) -> None:
     assert s.labels == str(root / "label" / "201.png")
 
 
-@pytest.mark.xfail(raises=GridError, strict=True,
-                   reason="core/io.py takes GDAL's default geotransform (0, 1, 0, 0, 0, 1) of a raster without "
-                          "georeferencing (DDHR JPEG/PNG) and rejects it as not north-up; needs a pixel-grid "
-                          "fallback in core/io.py + core/labels.py")
 def test_ddhr_scene_loads(tmp_path: Path) -> None:
     root, labels = _ddhr_root(tmp_path)
     s = next(v for v in scenes_from_dataset("ddhr", root, "val") if v.name == "201")
