@@ -37,6 +37,7 @@ from typing import Mapping, Union
 
 import torch
 
+from .checkpoints import read_tensor_file
 from .convnextv2 import ConvNeXtV2
 
 StateDict = dict[str, torch.Tensor]
@@ -71,19 +72,11 @@ def read_checkpoint(path: Union[str, Path]) -> StateDict:
     Containers (``state_dict``, ``model``, ``module``, ``state_dict_ema``) are unwrapped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}; give the path of a downloaded "
-                              "ConvNeXt-V2 .pth or .safetensors file")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted, truncated, or pickled code that weights_only refuses
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}. Re-download the file; only plain "
-                              "tensor checkpoints (.pth saved with torch.save, .safetensors) are accepted") from exc
+    obj = read_tensor_file(
+        path, CheckpointError,
+        missing="checkpoint file not found (give the path of a downloaded ConvNeXt-V2 .pth or .safetensors file)",
+        unreadable="Re-download the file; only plain tensor checkpoints (.pth saved with torch.save, "
+                   ".safetensors) are accepted")
     for _ in range(3):
         if isinstance(obj, Mapping):
             inner = next((obj[k] for k in ("state_dict", "model", "module", "state_dict_ema")

@@ -20,6 +20,8 @@ from typing import Literal, Mapping, Union
 import torch
 from torch import nn
 
+from .checkpoints import read_tensor_file
+
 FirstConvInit = Literal["mean", "tile"]
 
 
@@ -233,19 +235,11 @@ def read_state_dict(source: StateSource) -> dict[str, torch.Tensor]:
     if isinstance(source, Mapping):
         sd: object = dict(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise WeightsFileError(f"pretrained weights file not found: {path}; give the path of a "
-                                   "torchvision-style resnet .pth or .safetensors file")
-        try:
-            if path.suffix.lower() == ".safetensors":
-                from safetensors.torch import load_file
-                sd = load_file(str(path), device="cpu")
-            else:
-                sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupted / pickled objects beyond tensors / wrong format
-            raise WeightsFileError(f"cannot read pretrained weights from {path}: {exc}. Use a plain "
-                                   "state dict saved with torch.save(model.state_dict()) or safetensors") from exc
+        sd = read_tensor_file(
+            source, WeightsFileError,
+            missing="pretrained weights file not found (give the path of a torchvision-style resnet .pth or "
+                    ".safetensors file)",
+            unreadable="Use a plain state dict saved with torch.save(model.state_dict()) or safetensors")
     for wrapper in ("state_dict", "model"):
         if isinstance(sd, Mapping) and wrapper in sd and isinstance(sd[wrapper], Mapping):
             sd = sd[wrapper]
