@@ -11,31 +11,14 @@ Prints one line per measure.  Usage: PYTHONPATH=build/pkg python bench/bench_hfd
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
 from mmlc.models import build_model
 from mmlc.models.hfd_distill import HFDDistiller
+from timing import timed_pair  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 K, TILE, REPEAT = 4, 256, 5
-
-
-def timed_pair(a: Callable[[], object], b: Callable[[], object], repeat: int = REPEAT) -> tuple[float, float]:
-    """Median wall times of ``a`` and ``b``, run alternately after one warm-up each.
-
-    Alternating keeps both measures under the same load on a shared machine, so their ratio
-    is meaningful even when the absolute figures drift.
-    """
-    a()
-    b()
-    ta, tb = [], []
-    for _ in range(repeat):
-        for fn, out in ((a, ta), (b, tb)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return sorted(ta)[len(ta) // 2], sorted(tb)[len(tb) // 2]
 
 
 def bench_inference(encoder: str) -> None:
@@ -50,7 +33,7 @@ def bench_inference(encoder: str) -> None:
                 return net(x)
         return go
 
-    t_al, t_plain = timed_pair(run(nets[True]), run(nets[False]))
+    t_al, t_plain = timed_pair(run(nets[True]), run(nets[False]), REPEAT)
     mpx = TILE * TILE / 1e6
     print(f"hfdnet[{encoder}] eval forward {TILE}x{TILE} SAR tile: {mpx / t_al:.3f} Mpx/s ({t_al * 1e3:.0f} ms)")
     print(f"hfdnet[{encoder}] HFAM flow alignment cost: aligned/unaligned forward time ratio "
@@ -73,7 +56,7 @@ def bench_distillation(encoder: str, batch: int = 2, size: int = 128) -> None:
         loss, _ = distiller.training_step([x_opt, x_sar], y)
         loss.backward()
 
-    t_s, t_d = timed_pair(student_step, distil_step)
+    t_s, t_d = timed_pair(student_step, distil_step, REPEAT)
     print(f"hfdnet[{encoder}] train step student alone, batch {batch} x {size}^2: {t_s * 1e3:.0f} ms")
     print(f"hfdnet[{encoder}] distillation step (teacher + student + HFDM losses): {t_d * 1e3:.0f} ms "
           f"(distil/student time ratio {t_d / t_s:.2f})")

@@ -12,26 +12,14 @@ Prints one line per measure.  Usage: PYTHONPATH=build/pkg python bench/bench_prs
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from mmlc.models import build_model
+from timing import timed_pair  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BATCH, PATCH, K, REPEAT = 64, 11, 7, 7
-
-
-def timed(a: Callable[[], object], b: Callable[[], object], repeat: int = REPEAT) -> tuple[float, float]:
-    """Median wall times of ``a`` and ``b``, run alternately (same noise for both) after a warm-up."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(repeat):
-        for fn, out in ((a, ta), (b, tb)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return sorted(ta)[repeat // 2], sorted(tb)[repeat // 2]
 
 
 def bench(bands: list[int], label: str) -> None:
@@ -47,7 +35,7 @@ def bench(bands: list[int], label: str) -> None:
                 return net.eval()(*x)
         return run
 
-    t_graph, t_concat = timed(forward(graph), forward(concat))
+    t_graph, t_concat = timed_pair(forward(graph), forward(concat), REPEAT)
     print(f"prsanet[{label}] eval forward graph fusion: {BATCH / t_graph:.0f} patches/s")
     print(f"prsanet[{label}] eval forward concat fusion: {BATCH / t_concat:.0f} patches/s "
           f"(graph/concat time ratio {t_graph / t_concat:.2f})")
@@ -61,7 +49,7 @@ def bench(bands: list[int], label: str) -> None:
     def plain_step() -> None:
         F.cross_entropy(graph(*x), y).backward()
 
-    t_full, t_plain = timed(full_step, plain_step)
+    t_full, t_plain = timed_pair(full_step, plain_step, REPEAT)
     print(f"prsanet[{label}] training step full objective: {BATCH / t_full:.0f} patches/s")
     print(f"prsanet[{label}] training step plain CE: {BATCH / t_plain:.0f} patches/s "
           f"(full/plain time ratio {t_full / t_plain:.2f})")
