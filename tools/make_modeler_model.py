@@ -47,38 +47,29 @@ def build():
     add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 5, minValue=1),
               100, 250)
 
-    train = QgsProcessingModelChildAlgorithm("mmlc:train")
-    train.setChildId("train")
-    train.setDescription("Train")
-    train.addParameterSources("ARCHITECTURE", [Src.fromModelParameter("ARCHITECTURE")])
-    for key in ("INPUT_1", "INPUT_2", "LABELS", "EPOCHS"):
-        train.addParameterSources(key, [Src.fromModelParameter(key)])
-    train.addParameterSources("DEVICE", [Src.fromStaticValue("auto")])
-    m.addChildAlgorithm(train)
+    def child(alg_id: str, child_id: str, sources: dict, output: tuple[str, str] | None = None):
+        """A child algorithm fed by ``sources`` (param -> source); ``output`` = (child output, model name)."""
+        alg = QgsProcessingModelChildAlgorithm(alg_id)
+        alg.setChildId(child_id)
+        alg.setDescription(child_id.capitalize())
+        for param, source in sources.items():
+            alg.addParameterSources(param, [source])
+        if output is not None:
+            out = QgsProcessingModelOutput(output[1], output[1])
+            out.setChildId(child_id)
+            out.setChildOutputName(output[0])
+            alg.setModelOutputs({output[1]: out})
+        m.addChildAlgorithm(alg)
 
-    classify = QgsProcessingModelChildAlgorithm("mmlc:classify")
-    classify.setChildId("classify")
-    classify.setDescription("Classify")
-    classify.addParameterSources("MODEL", [Src.fromChildOutput("train", "OUTPUT_MODEL")])
-    classify.addParameterSources("INPUT_1", [Src.fromModelParameter("INPUT_1")])
-    classify.addParameterSources("INPUT_2", [Src.fromModelParameter("INPUT_2")])
-    classify.addParameterSources("DEVICE", [Src.fromStaticValue("auto")])
-    out = QgsProcessingModelOutput("Land cover", "Land cover")
-    out.setChildId("classify")
-    out.setChildOutputName("OUTPUT")
-    classify.setModelOutputs({"Land cover": out})
-    m.addChildAlgorithm(classify)
-
-    evaluate = QgsProcessingModelChildAlgorithm("mmlc:evaluate")
-    evaluate.setChildId("evaluate")
-    evaluate.setDescription("Evaluate")
-    evaluate.addParameterSources("PREDICTION", [Src.fromChildOutput("classify", "OUTPUT")])
-    evaluate.addParameterSources("REFERENCE", [Src.fromModelParameter("LABELS")])
-    table = QgsProcessingModelOutput("Confusion matrix", "Confusion matrix")
-    table.setChildId("evaluate")
-    table.setChildOutputName("OUTPUT_TABLE")
-    evaluate.setModelOutputs({"Confusion matrix": table})
-    m.addChildAlgorithm(evaluate)
+    inputs = {k: Src.fromModelParameter(k) for k in ("ARCHITECTURE", "INPUT_1", "INPUT_2", "LABELS", "EPOCHS")}
+    child("mmlc:train", "train", {**inputs, "DEVICE": Src.fromStaticValue("auto")})
+    child("mmlc:classify", "classify",
+          {"MODEL": Src.fromChildOutput("train", "OUTPUT_MODEL"), "INPUT_1": inputs["INPUT_1"],
+           "INPUT_2": inputs["INPUT_2"], "DEVICE": Src.fromStaticValue("auto")},
+          output=("OUTPUT", "Land cover"))
+    child("mmlc:evaluate", "evaluate",
+          {"PREDICTION": Src.fromChildOutput("classify", "OUTPUT"), "REFERENCE": inputs["LABELS"]},
+          output=("OUTPUT_TABLE", "Confusion matrix"))
     return m
 
 
