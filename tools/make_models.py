@@ -45,7 +45,6 @@ def compress(path: Path, storage: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
 
     from ..core.datasets import Scene, scenes_from_dataset
     from ..core.distill import distill
@@ -56,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="asanet das2f prsanet hfdnet")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     OUT.mkdir(parents=True, exist_ok=True)
     reports = OUT / "reports"
     reports.mkdir(exist_ok=True)
