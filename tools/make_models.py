@@ -45,7 +45,6 @@ def compress(path: Path, storage: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     from ..core.datasets import Scene, scenes_from_dataset
     from ..core.distill import distill
     from ..core.progress import NullProgress
