@@ -43,6 +43,8 @@ class ClassifyResult:
     seconds: float = 0.0
     pixels_per_s: float = 0.0
     forward_seconds: float = 0.0
+    read_cpu_seconds: float = 0.0
+    write_cpu_seconds: float = 0.0
     batch_size: int = 0
 
 
@@ -96,13 +98,15 @@ def classify(
     (default: the card's); for patch models tile_size is the window side (overlap unused).
     batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
-    ``fp32``, ``bf16``, ``fp16``. background_writer: write on a separate thread (faster; costs
-    ~20 MB more peak memory, docs/benchmarks.md). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    ``fp32``, ``bf16``, ``fp16``. background_writer: blend and write on a separate thread while
+    the model runs (faster; False does it between forward passes). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
     from . import inference
+    from .heap import pin_mmap_threshold
 
     t0 = time.perf_counter()
+    pin_mmap_threshold()
     progress = progress or NullProgress()
     inputs = [str(p) for p in inputs]
     if precision not in _PRECISIONS:
@@ -138,7 +142,6 @@ def classify(
     check_cancel(progress)
 
     outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
-    writer: inference.BackgroundSink | None = None
     try:
         card_full, net = build_from_file(path, dev)
         if card_full.num_classes != card.num_classes:
@@ -152,14 +155,11 @@ def classify(
         reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")
-        writer = inference.BackgroundSink(outputs.write) if background_writer else None
-        sink = writer if writer is not None else outputs.write
         if card.head_kind == "dense":
-            stats = inference.run_dense(reader_args, card, runner, sink, tile, ov, progress)
+            stats = inference.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress,
+                                        background_writer)
         else:
-            stats = inference.run_patch(reader_args, card, runner, sink, tile, progress)
-        if writer is not None:
-            writer.close()
+            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer)
         if stats.valid_pixels == 0:
             raise GridError(
                 "no pixel of the output extent is valid in every input (all nodata or outside an input); "
@@ -169,12 +169,7 @@ def classify(
         outputs.finish()
         final = outputs.commit()
     except BaseException:
-        if writer is not None:
-            try:
-                writer.close()  # let the writer thread finish before the files are removed
-            except BaseException:
-                pass
-        outputs.abort()
+        outputs.abort()  # the writer thread has stopped: run_dense/run_patch join it on any error
         raise
     seconds = time.perf_counter() - t0
     pixels = grid.width * grid.height
@@ -185,5 +180,6 @@ def classify(
         class_pixels={c.value: int(n) for c, n in zip(card.classes, outputs.counts)},
         device=str(dev), pixels=pixels, valid_pixels=stats.valid_pixels, tiles=stats.tiles, seconds=seconds,
         pixels_per_s=pixels / seconds if seconds > 0 else 0.0, forward_seconds=runner.forward_s,
+        read_cpu_seconds=stats.read_cpu_s, write_cpu_seconds=stats.write_cpu_s,
         batch_size=runner.batch,
     )

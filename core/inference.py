@@ -2,20 +2,22 @@
 
 One code path per head kind (the model card's ``head_kind``, never the architecture name):
 
-* ``dense``: tiles of ``tile`` x ``tile`` pixels with ``overlap`` pixels shared by neighbours;
-  each tile's class probabilities are weighted by a separable cosine ramp over the overlap
-  (:func:`ramp_weights`), so blended maps have no seams. Blending softmax probabilities rather
-  than logits is a design choice (robust when logit scales differ between tiles); the ramps of
-  two neighbours sum to one, and accumulators are normalised anyway.
+* ``dense``: tiles of ``tile`` x ``tile`` pixels, evenly spaced so that neighbours share at least
+  ``overlap`` pixels (:func:`tile_starts`); each tile's class probabilities are weighted by a
+  separable sin^2 ramp over the pixels it shares with each neighbour (:func:`ramp_weights`), so
+  blended maps have no seams. Blending softmax probabilities rather than logits is a design
+  choice (robust when logit scales differ between tiles).
 * ``patch``: every valid pixel is classified from the patch centred on it. Windows are read once
   with a halo large enough for the patches (:func:`patch_halo`), and patches are cut as strided
   views (``Tensor.unfold``) of the window, never one read per pixel: the patch of output pixel
   (r, c) in modality m starts at (ratio*r - anchor, ratio*c - anchor) (registry ``ModalitySpec``).
 
-Memory does not grow with the raster: a background thread (its own GDAL handles, its own
-:class:`AlignedReader`) reads and normalises the next windows into a bounded queue while the model
-computes, and a :class:`RowAccumulator` keeps only the band of rows that tiles still touch; finished
-rows go to a ``sink`` (the output writers) in row order.
+Three threads share the work so that the model never waits: a reader (:class:`Prefetcher`, its
+own GDAL handles) reads, normalises and stacks the next batches of windows; the calling thread
+only runs the model; a writer (:class:`BackgroundStage`) blends the tiles
+(:class:`TileBlender`) and writes the finished pixels. Memory does not grow with the raster
+height: the blender keeps only the strip that the next row of tiles overlaps, and every pixel
+leaves as soon as no later tile touches it.
 """
 from __future__ import annotations
 
@@ -32,97 +34,152 @@ from .errors import InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
 from .modelfile import ModelCard
-from .normalize import apply as normalize_apply
 from .progress import NullProgress, Progress, check_cancel
 
-#: A sink receives finished rows in order: (row0, probabilities (K, h, W) float32, valid (h, W));
-#: the arrays are views into the accumulator, valid only during the call.
-Sink = Callable[[int, np.ndarray, np.ndarray], None]
-
-
-
-class BackgroundSink:
-    """Runs a sink (argmax, colour lookup, GeoTIFF block writes) on a writer thread, so the
-    calling thread only feeds the model. Rows are copied (the accumulator reuses its buffers)
-    into a bounded queue of ``depth`` chunks, so memory stays bounded; rows keep their order.
-    An error in the writer is raised in the caller at the next call or at :meth:`close`.
-    """
-
-    def __init__(self, sink: Sink, depth: int = 2) -> None:
-        self._sink = sink
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._work, name="mmlc-writer", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:
-                try:
-                    self._sink(*item)
-                except BaseException as e:  # handed to the caller
-                    self._error = e
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def __call__(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        self._raise()
-        self._queue.put((row0, probs.copy(), valid.copy()))
-
-    def close(self) -> None:
-        """Wait for every queued row to be written; re-raise a writer error."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self._raise()
-
+#: A sink receives finished rectangles: (row0, col0, probabilities (K, h, w) float32, valid (h, w)).
+#: The rectangles are disjoint and together cover the grid once; the arrays are valid only
+#: during the call.
+Sink = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 #: Patches per forward in patch mode = batch_size x this (a "batch unit" of patches).
 PATCHES_PER_BATCH_UNIT: int = 256
 #: Default window side in patch mode when neither the caller nor the card gives one.
 DEFAULT_PATCH_WINDOW: int = 64
-#: Windows read ahead by the background reader.
-PREFETCH: int = 4
-#: Rows handed to the sink per call when the accumulator flushes (bounds the temporaries).
-FLUSH_ROWS: int = 32
+#: Batches read ahead by the background reader.
+PREFETCH: int = 2
+#: Batches of model output queued for the writer thread.
+WRITE_QUEUE: int = 2
+#: Niceness added to the reader and writer threads (Linux: per thread; elsewhere ignored), so
+#: that the model's threads get the cores first and the helpers fill the gaps between its ops.
+HELPER_NICENESS: int = 10
+
+
+def lower_thread_priority(niceness: int = HELPER_NICENESS) -> None:
+    """Lower the calling thread's scheduling priority by ``niceness`` where the OS allows it
+    per thread (Linux); a no-op elsewhere or when refused."""
+    import os
+    import sys
+
+    if niceness <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + niceness, 19))
+    except (OSError, AttributeError):
+        pass
+
+
+class BackgroundStage:
+    """Runs ``fn(*args)`` for each call on a worker thread, in call order.
+
+    The calling thread hands its arguments over (they must not be reused by the caller); at
+    most ``depth`` calls wait in the queue, so memory stays bounded. An error in the worker is
+    raised in the caller at the next call or at :meth:`close`; after an error or
+    :meth:`cancel` the remaining calls are dropped.
+    """
+
+    def __init__(self, fn: Callable[..., None], depth: int = WRITE_QUEUE, name: str = "mmlc-writer") -> None:
+        self._fn = fn
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._dropping = False
+        self.cpu_s = 0.0  # CPU time the worker spent in ``fn``
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        lower_thread_priority()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None and not self._dropping:
+                t = time.thread_time()
+                try:
+                    self._fn(*item)
+                except BaseException as e:  # handed to the caller
+                    self._error = e
+                self.cpu_s += time.thread_time() - t
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __call__(self, *args: Any) -> None:
+        self._raise()
+        self._queue.put(args)
+
+    def close(self) -> None:
+        """Wait for every queued call to finish; re-raise a worker error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def cancel(self) -> None:
+        """Drop the queued calls and stop the worker (after a failure or cancel); never raises."""
+        self._dropping = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class InlineStage:
+    """The interface of :class:`BackgroundStage`, running ``fn`` on the calling thread."""
+
+    def __init__(self, fn: Callable[..., None]) -> None:
+        self._fn = fn
+        self.cpu_s = 0.0
+
+    def __call__(self, *args: Any) -> None:
+        t = time.thread_time()
+        try:
+            self._fn(*args)
+        finally:
+            self.cpu_s += time.thread_time() - t
+
+    def close(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
 
 
 # --- tile geometry ---------------------------------------------------------------------
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``size`` pixels with ``overlap``.
+    """Start offsets of tiles of side ``tile`` covering ``size`` pixels, evenly spaced.
 
-    The stride is ``tile - overlap``; the last tile is moved back to end at the border (so no
-    tile hangs out unless the raster is smaller than one tile, then a single tile at 0 is padded).
+    As few tiles as possible such that neighbours share at least ``overlap`` pixels
+    (``ceil((size - overlap) / (tile - overlap))``), spread evenly from 0 to ``size - tile``
+    (design choice: equal overlaps instead of a regular stride with the last tile moved back
+    onto the previous one, which would also make the strip kept between tile rows uneven).
+    A raster smaller than one tile gets a single (padded) tile at 0.
     """
     if tile <= overlap:
         raise InputError(f"tile size {tile} must be larger than the overlap {overlap}")
     if size <= tile:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
-    return starts
+    n = -(-(size - overlap) // (tile - overlap))
+    span = size - tile
+    return [(i * span + (n - 1) // 2) // (n - 1) for i in range(n)]
 
 
-def ramp_weights(tile: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
-    """1-D blending weights of a tile: sin^2 ramps over the overlap, 1 inside.
+def ramp_weights(length: int, ramp_in: int, ramp_out: int) -> np.ndarray:
+    """1-D blending weights of a tile of ``length``: sin^2 up over its first ``ramp_in`` pixels
+    (shared with the previous tile), cos^2 down over its last ``ramp_out`` (shared with the
+    next), 1 elsewhere.
 
-    sin^2 up and cos^2 down over the same ``overlap`` pixels sum to exactly 1 (no seam, no
-    bias). Sides at the raster border are not ramped (no neighbour to blend with).
+    With the ramps over exactly the shared pixels, the weights of two neighbours sum to 1 there
+    (sin^2 + cos^2); where three tiles meet (a raster barely larger than two tiles) they do not,
+    which :class:`TileBlender` corrects by normalising shared pixels.
     """
-    w = np.ones(tile, np.float32)
-    if overlap > 0:
-        t = (np.arange(overlap, dtype=np.float64) + 0.5) / overlap
-        up = np.sin(t * math.pi / 2) ** 2
-        if ramp_start:
-            w[:overlap] = up
-        if ramp_end:
-            w[tile - overlap:] = up[::-1]
+    w = np.ones(length, np.float32)
+    if ramp_in > 0:
+        t = (np.arange(ramp_in, dtype=np.float64) + 0.5) / ramp_in
+        w[:ramp_in] *= (np.sin(t * math.pi / 2) ** 2).astype(np.float32)
+    if ramp_out > 0:
+        t = (np.arange(ramp_out, dtype=np.float64) + 0.5) / ramp_out
+        w[length - ramp_out:] *= (np.cos(t * math.pi / 2) ** 2).astype(np.float32)
     return w
 
 
@@ -135,139 +192,180 @@ def patch_halo(cards: Sequence[Any]) -> int:
     return h
 
 
-# --- accumulation ----------------------------------------------------------------------
-class RowAccumulator:
-    """Weighted sums of class probabilities for the band of rows that tiles still touch.
+# --- blending --------------------------------------------------------------------------
+@dataclass
+class Axis:
+    """Tiles along one axis of the grid: starts and extents (clipped to the grid)."""
 
-    Rows [row0, row0 + n) of the full width live in one buffer allocated once (grown only if a
-    tile reaches further down than any before); :meth:`flush` hands the finished rows to the sink
-    in chunks of at most :data:`FLUSH_ROWS` rows, normalised in place, and moves the rest up.
+    starts: list[int]
+    sizes: list[int]
 
-    No weight plane is kept: every tile adds ``weight * probs`` where ``probs`` sums to 1 over the
-    classes (softmax), so the per-pixel sum over the classes of the accumulated sums *is* the
-    total weight. Normalising by that sum (design choice) saves a full-width float32 plane and
-    works for any weights; a pixel that no tile with probabilities reached has sum 0 and is
-    reported invalid.
+    @classmethod
+    def of(cls, size: int, starts: Sequence[int], tile: int) -> "Axis":
+        return cls(list(starts), [min(tile, size - s) for s in starts])
+
+    def final(self, i: int) -> int:
+        """Pixels of tile i (from its start) that no later tile touches."""
+        return self.starts[i + 1] - self.starts[i] if i + 1 < len(self.starts) else self.sizes[i]
+
+    def shared_before(self, i: int) -> int:
+        """Pixels at the start of tile i shared with tile i - 1."""
+        return max(self.starts[i - 1] + self.sizes[i - 1] - self.starts[i], 0) if i > 0 else 0
+
+    def ramp(self, i: int) -> np.ndarray:
+        return ramp_weights(self.sizes[i], self.shared_before(i), self.sizes[i] - self.final(i))
+
+
+class TileBlender:
+    """Blends overlapping tiles, given in row-major order, and hands every pixel to ``sink`` as
+    soon as no later tile touches it.
+
+    State kept between tiles: the part of the previous tile shared with the current one (a
+    tile's width x the overlap) and, across tile rows, the strip shared with the next tile row
+    (the overlap x the grid width). A tile's own weighted probabilities are computed only on its
+    shared borders; its inside (weight 1, no other tile) goes out as the model produced it.
+    Pixels shared by tiles are normalised by their class sum, which is their total weight
+    (every tile's probabilities sum to 1), so a tile without a valid pixel (``probs`` None)
+    simply contributes nothing.
     """
 
-    def __init__(self, num_classes: int, width: int, height: int, rows_hint: int = 0) -> None:
-        self.K, self.W, self.H = num_classes, width, height
-        self.row0 = 0
-        self.n = 0
-        self._alloc(max(min(rows_hint, height), 1))
+    def __init__(self, num_classes: int, rows: Axis, cols: Axis, width: int, sink: Sink) -> None:
+        self.K, self.rows, self.cols, self.W, self.sink = num_classes, rows, cols, width, sink
+        self.wr = [rows.ramp(i) for i in range(len(rows.starts))]
+        self.wc = [cols.ramp(j) for j in range(len(cols.starts))]
+        self.below: Optional[tuple[np.ndarray, np.ndarray]] = None  # strip shared with this tile row
+        self._below_next: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self.right: Optional[tuple[np.ndarray, np.ndarray]] = None  # part shared with the next tile
+        self.valid_pixels = 0
 
-    def _alloc(self, cap: int) -> None:
-        sums = np.zeros((self.K, cap, self.W), np.float32)
-        valid = np.zeros((cap, self.W), bool)
-        if self.n:
-            sums[:, :self.n] = self.sums[:, :self.n]
-            valid[:self.n] = self.valid[:self.n]
-        self.sums, self.valid, self.cap = sums, valid, cap
+    def add(self, i: int, j: int, probs: Optional[np.ndarray], valid: np.ndarray) -> None:
+        """Tile (i, j): ``probs`` (K, >=h, >=w) softmax probabilities (modified in place) or None,
+        ``valid`` (>=h, >=w); both are cut to the tile's extent on the grid."""
+        h, w = self.rows.sizes[i], self.cols.sizes[j]
+        r0, c0 = self.rows.starts[i], self.cols.starts[j]
+        ot, fr = self.rows.shared_before(i), self.rows.final(i)
+        ol, fc = self.cols.shared_before(j), self.cols.final(j)
+        valid = np.array(valid[:h, :w], copy=True)
+        p = np.zeros((self.K, h, w), np.float32) if probs is None else probs[:, :h, :w]
+        if probs is not None:
+            wr, wc = self.wr[i], self.wc[j]
+            if ot:
+                p[:, :ot] *= wr[:ot, None]
+            if fr < h:
+                p[:, fr:] *= wr[fr:, None]
+            if ol:
+                p[:, :, :ol] *= wc[:ol]
+            if fc < w:
+                p[:, :, fc:] *= wc[fc:]
+        if j == 0:
+            self.right = None
+            self._below_next = (np.empty((self.K, h - fr, self.W), np.float32),
+                                np.empty((h - fr, self.W), bool)) if fr < h else None
+        if self.right is not None:
+            rp, rv = self.right
+            p[:, :, :ol] += rp
+            valid[:, :ol] |= rv
+        if self.below is not None and ot:
+            bp, bv = self.below
+            p[:, :ot, ol:] += bp[:, :, c0 + ol:c0 + w]
+            valid[:ot, ol:] |= bv[:, c0 + ol:c0 + w]
+        # shared pixels of the final part: normalise by the total weight (= the class sum)
+        fin, fvalid = p[:, :fr, :fc], valid[:fr, :fc]
+        for part in (np.s_[:, :min(ot, fr), :], np.s_[:, min(ot, fr):, :min(ol, fc)]):
+            q = fin[part]
+            if q.size:
+                total = q.sum(axis=0)
+                fvalid[part[1:]] &= total > 0
+                q /= np.maximum(total, 1e-12)
+        self.valid_pixels += int(np.count_nonzero(fvalid))
+        self.sink(r0, c0, fin, fvalid)
+        self.right = (p[:, :, fc:].copy(), valid[:, fc:].copy()) if fc < w else None
+        if self._below_next is not None:
+            self._below_next[0][:, :, c0:c0 + fc] = p[:, fr:, :fc]
+            self._below_next[1][:, c0:c0 + fc] = valid[fr:, :fc]
+        if j == len(self.cols.starts) - 1:
+            self.below, self._below_next = self._below_next, None
 
-    def _ensure(self, row_end: int) -> None:
-        need = row_end - self.row0
-        if need > self.cap:
-            self._alloc(need)
-        self.n = max(self.n, need)
-
-    def add(self, row0: int, col0: int, probs: Optional[np.ndarray], weight: Optional[np.ndarray],
-            valid: np.ndarray) -> None:
-        """Add a tile (clipped to the grid). ``probs`` None: a tile with no valid pixel.
-
-        ``probs`` (K, h, w) must sum to 1 over the classes; ``weight`` (h, w) is its blending weight.
-        """
-        h, w = valid.shape
-        r0, r1 = max(row0, 0), min(row0 + h, self.H)
-        c0, c1 = max(col0, 0), min(col0 + w, self.W)
-        if r1 <= r0 or c1 <= c0:
-            return
-        if r0 < self.row0:
-            raise RuntimeError("tile added above rows already flushed (tiles must come in row order)")
-        self._ensure(r1)
-        tr, tc = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
-        ar, ac = slice(r0 - self.row0, r1 - self.row0), slice(c0, c1)
-        self.valid[ar, ac] |= valid[tr, tc]
-        if probs is None or weight is None:
-            return
-        self.sums[:, ar, ac] += probs[:, tr, tc] * weight[tr, tc]
-
-    def flush(self, upto: int, sink: Callable[[int, np.ndarray, np.ndarray], None]) -> int:
-        """Pass rows [row0, upto) to ``sink`` (normalised probs, valid), drop them; return valid pixels.
-
-        The rows go out in chunks of at most :data:`FLUSH_ROWS` so that the temporaries of the
-        normalisation and of the sink stay small whatever the raster width.
-        """
-        k = min(upto - self.row0, self.n)
-        if k <= 0:
-            return 0
-        nvalid = 0
-        step = max(1, min(FLUSH_ROWS, k))
-        for a in range(0, k, step):
-            b = min(a + step, k)
-            probs = self.sums[:, a:b]
-            total = probs.sum(axis=0)
-            valid = self.valid[a:b]
-            valid &= total > 0
-            np.maximum(total, 1e-12, out=total)
-            probs /= total
-            nvalid += int(np.count_nonzero(valid))
-            sink(self.row0 + a, probs, valid)
-        rest = self.n - k
-        move = min(k, FLUSH_ROWS)  # move the unfinished rows up in disjoint chunks: no temporary copy
-        for a in range(0, rest, move):
-            b = min(a + move, rest)
-            for c in range(self.K):
-                self.sums[c, a:b] = self.sums[c, k + a:k + b]
-            self.valid[a:b] = self.valid[k + a:k + b]
-        self.sums[:, rest:self.n] = 0
-        self.valid[rest:self.n] = False
-        self.row0, self.n = upto, rest
-        return nvalid
+    def add_batch(self, tiles: Sequence[tuple[int, int]], probs: Optional[np.ndarray], keep: Sequence[int],
+                  valids: Sequence[np.ndarray]) -> None:
+        """Tiles of one forward: ``probs[n]`` belongs to ``tiles[keep[n]]``; the others had no
+        valid pixel and were not run."""
+        slot = {k: n for n, k in enumerate(keep)}
+        for k, (i, j) in enumerate(tiles):
+            n = slot.get(k)
+            self.add(i, j, None if n is None or probs is None else probs[n], valids[k])
 
 
 # --- background reading ----------------------------------------------------------------
 @dataclass
 class Window:
-    """A window of the output grid: core (row0, col0, rows, cols) read with ``halo``."""
+    """A window of the output grid: core (row0, col0, rows, cols) read with ``halo``; tile (i, j)."""
 
     row0: int
     col0: int
     rows: int
     cols: int
     halo: int = 0
+    i: int = 0
+    j: int = 0
 
 
 @dataclass
-class ReadWindow:
-    window: Window
-    arrays: list[np.ndarray]  # normalised, NaN replaced by 0
-    valid: np.ndarray
+class ReadBatch:
+    """Consecutive windows of one shape as read: one (n, C, h, w) array per input in the file's
+    own data type, with its (n, h, w) nodata mask (None: no nodata in the batch), and the
+    (rows, cols) validity of each window's core. :func:`to_model_inputs` normalises them."""
+
+    windows: list[Window]
+    arrays: list[np.ndarray]
+    masks: list[Optional[np.ndarray]]
+    valids: list[np.ndarray]
+
+
+def to_model_inputs(batch: ReadBatch, cards: Sequence[Any], device: Any, rows: Any = None) -> list[Any]:
+    """The batch's arrays as normalised float32 tensors on ``device`` (nodata -> 0), optionally
+    only the windows ``rows``. Runs on the model's thread and device (see
+    :func:`.normalize.apply_torch`)."""
+    import torch
+
+    from .normalize import apply_torch
+
+    out = []
+    for a, m, card in zip(batch.arrays, batch.masks, cards):
+        if rows is not None:
+            a = a[rows]
+            m = None if m is None else m[rows]
+        t = torch.from_numpy(a).to(device, non_blocking=True)
+        mt = None if m is None else torch.from_numpy(m).to(device, non_blocking=True)
+        out.append(apply_torch(t, card, mt))
+    return out
 
 
 _END = object()
 
 
 class Prefetcher:
-    """Read + normalise windows in a background thread into a bounded queue.
+    """Read, normalise and stack batches of ``group`` windows in a background thread.
 
-    The thread opens its own :class:`AlignedReader` (GDAL handles are not shared across threads);
-    GDAL releases the GIL while reading, so reading overlaps the model's forward pass. At each new
-    tile row it drops its inputs' blocks from GDAL's block cache
-    (:meth:`AlignedReader.release_cache`): otherwise the cache keeps every block read until it
-    reaches ``GDAL_CACHEMAX`` (by default 5 % of the RAM), i.e. it grows with the raster. A block
-    shared by two tile rows is then decoded twice, a small price next to the forward pass.
-    NaN (nodata) is replaced by 0 after normalisation, i.e. by the training mean: such pixels are
-    masked in the output anyway, and a finite value keeps them from poisoning neighbours.
+    The thread opens its own :class:`AlignedReader` (GDAL handles are not shared across threads)
+    with its row cache on (windows come in row order, so each input block is decoded once);
+    GDAL releases the GIL while reading, so reading overlaps the model's forward pass. Each
+    window is copied straight into its slot of the batch in the file's own data type; the
+    normalisation happens on the model's side (:func:`to_model_inputs`), where nodata becomes 0
+    (the training mean): such pixels are masked in the output anyway, and a finite value keeps
+    them from poisoning neighbours.
     """
 
     def __init__(self, paths: Sequence[str], ratios: Sequence[int], grid: Grid, cards: Sequence[Any],
-                 windows: Sequence[Window], depth: int = PREFETCH) -> None:
+                 windows: Sequence[Window], group: int = 1, depth: int = PREFETCH) -> None:
         self.paths, self.ratios, self.grid, self.cards = list(paths), list(ratios), grid, list(cards)
         self.windows = list(windows)
+        self.group = max(int(group), 1)
         self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mmlc-prefetch", daemon=True)
         self.wait_s = 0.0
+        self.cpu_s = 0.0  # CPU time of the reader thread
 
     def _put(self, item: Any) -> bool:
         while not self.stop.is_set():
@@ -278,30 +376,50 @@ class Prefetcher:
                 continue
         return False
 
+    def _batches(self) -> Iterator[list[Window]]:
+        run: list[Window] = []
+        for w in self.windows:
+            if run and (len(run) == self.group or (w.rows, w.cols, w.halo) != (run[0].rows, run[0].cols, run[0].halo)):
+                yield run
+                run = []
+            run.append(w)
+        if run:
+            yield run
+
     def _run(self) -> None:
+        lower_thread_priority()
         try:
-            with AlignedReader(self.paths, self.ratios, self.grid) as reader:
-                row = None
-                for win in self.windows:
+            with AlignedReader(self.paths, self.ratios, self.grid, row_cache=True) as reader:
+                dtypes = reader.dtypes(native=True)
+                for run in self._batches():
                     if self.stop.is_set():
                         return
-                    if row is not None and win.row0 != row:
-                        reader.release_cache()  # a new tile row: the blocks above are not needed again
-                    row = win.row0
-                    arrays, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo)
-                    normed = []
-                    for a, card in zip(arrays, self.cards):
-                        n = normalize_apply(a, card)
-                        np.nan_to_num(n, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-                        normed.append(n)
-                    if not self._put(ReadWindow(win, normed, valid)):
+                    t = time.thread_time()
+                    w0 = run[0]
+                    n = len(run)
+                    arrays = [np.empty((n, c.bands, k * (w0.rows + 2 * w0.halo), k * (w0.cols + 2 * w0.halo)), dt)
+                              for c, k, dt in zip(self.cards, self.ratios, dtypes)]
+                    masks: list[Optional[np.ndarray]] = [None] * len(arrays)
+                    valids = []
+                    for b, win in enumerate(run):
+                        got: list = []
+                        _, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo,
+                                               out=[a[b] for a in arrays], native=True, masks=got)
+                        for m, bad in enumerate(got):
+                            if bad is not None:
+                                if masks[m] is None:
+                                    masks[m] = np.zeros((n,) + arrays[m].shape[2:], bool)
+                                masks[m][b] = bad
+                        valids.append(valid)
+                    self.cpu_s += time.thread_time() - t
+                    if not self._put(ReadBatch(run, arrays, masks, valids)):
                         return
         except BaseException as e:  # forwarded to the consumer
             self._put(e)
             return
         self._put(_END)
 
-    def __iter__(self) -> Iterator[ReadWindow]:
+    def __iter__(self) -> Iterator[ReadBatch]:
         self.thread.start()
         while True:
             t = time.perf_counter()
@@ -334,8 +452,9 @@ class Runner:
     progress: Progress = field(default_factory=NullProgress)
     forward_s: float = 0.0
 
-    def __call__(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Softmax probabilities (float32 numpy) for a batch of stacked inputs."""
+    def __call__(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Softmax probabilities (float32 numpy) for a batch: model-ready tensors (on the device)
+        or float32 arrays."""
         import torch
 
         n = inputs[0].shape[0]
@@ -356,16 +475,17 @@ class Runner:
                     ) from None
                 self.batch = max(1, self.batch // 2)
                 self.progress.warn(f"GPU out of memory: batch size lowered to {self.batch}")
-        return np.concatenate(outs, axis=0)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
-    def _forward(self, xs: Sequence[np.ndarray]) -> np.ndarray:
+    def _forward(self, xs: Sequence[Any]) -> np.ndarray:
         import torch
 
         t0 = time.perf_counter()
         with torch.inference_mode():
             ts = []
             for x in xs:
-                t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)
+                t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+                t = t.to(self.device, non_blocking=True)
                 if t.ndim == 4 and self.device.type == "cuda":
                     t = t.contiguous(memory_format=torch.channels_last)
                 ts.append(t)
@@ -387,6 +507,8 @@ class InferenceStats:
     forward_s: float = 0.0
     wait_s: float = 0.0
     final_batch: int = 0
+    read_cpu_s: float = 0.0  # CPU time of the reader thread
+    write_cpu_s: float = 0.0  # CPU time of blending + writing (writer thread, or inline)
 
 
 def _check_logits(probs: np.ndarray, expect: tuple[int, ...], card: ModelCard) -> None:
@@ -397,56 +519,60 @@ def _check_logits(probs: np.ndarray, expect: tuple[int, ...], card: ModelCard) -
         )
 
 
+def _stage(fn: Callable[..., None], background: bool) -> Any:
+    return BackgroundStage(fn) if background else InlineStage(fn)
+
+
 def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int, overlap: int,
-              progress: Progress) -> InferenceStats:
-    """Dense path: overlapping tiles, blended probabilities, rows streamed to ``sink``."""
+              progress: Progress, background: bool = True) -> InferenceStats:
+    """Dense path: overlapping tiles, blended probabilities, finished pixels streamed to ``sink``.
+
+    background: blend and write on a writer thread (:class:`BackgroundStage`) while the calling
+    thread runs the model; False does everything on the calling thread.
+    """
+    import torch
+
     grid: Grid = reader_args["grid"]
     rs, cs = tile_starts(grid.height, tile, overlap), tile_starts(grid.width, tile, overlap)
-    windows = [Window(r, c, tile, tile) for r in rs for c in cs]
-    wr = {r: ramp_weights(tile, overlap, i > 0, i < len(rs) - 1) for i, r in enumerate(rs)}
-    wc = {c: ramp_weights(tile, overlap, i > 0, i < len(cs) - 1) for i, c in enumerate(cs)}
-    acc = RowAccumulator(card.num_classes, grid.width, grid.height, tile)
+    windows = [Window(r, c, tile, tile, 0, i, j) for i, r in enumerate(rs) for j, c in enumerate(cs)]
+    blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile),
+                          grid.width, sink)
     stats = InferenceStats(tiles=len(windows))
-    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
-    pending: list[ReadWindow] = []
+    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch)
+    stage = _stage(blender.add_batch, background)
     done = 0
-
-    def run_batch(next_row: int) -> None:
-        nonlocal done
-        check_cancel(progress)
-        todo = [p for p in pending if p.valid.any()]
-        probs = runner([np.stack([p.arrays[m] for p in todo]) for m in range(len(card.modalities))]) if todo else None
-        if probs is not None:
-            _check_logits(probs, (card.num_classes, tile, tile), card)
-        j = 0
-        for p in pending:
-            w = p.window
-            stats.valid_pixels += acc.flush(w.row0, sink)  # rows above this tile are final
-            if p.valid.any():
-                acc.add(w.row0, w.col0, probs[j], np.outer(wr[w.row0], wc[w.col0]), p.valid)
-                j += 1
-            else:
-                acc.add(w.row0, w.col0, None, None, p.valid)
-        done += len(pending)
-        pending.clear()
-        stats.valid_pixels += acc.flush(next_row, sink)
-        progress.set_fraction(done / len(windows))
-
     try:
-        for i, item in enumerate(pre):
-            pending.append(item)
-            if len(pending) >= runner.batch or i == len(windows) - 1:
-                nxt = windows[i + 1].row0 if i + 1 < len(windows) else grid.height
-                run_batch(nxt)
+        for item in pre:
+            check_cancel(progress)
+            keep = [k for k, v in enumerate(item.valids) if v.any()]
+            probs = None
+            if keep:
+                with torch.inference_mode():
+                    xs = to_model_inputs(item, card.modalities, runner.device,
+                                         None if len(keep) == len(item.windows) else keep)
+                probs = runner(xs)
+                _check_logits(probs, (card.num_classes, tile, tile), card)
+            stage([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
+            done += len(item.windows)
+            progress.set_fraction(done / len(windows))
+        stage.close()
+    except BaseException:
+        stage.cancel()
+        raise
     finally:
         pre.close()
-    stats.wait_s = pre.wait_s
+    stats.wait_s, stats.read_cpu_s, stats.write_cpu_s = pre.wait_s, pre.cpu_s, stage.cpu_s
+    stats.valid_pixels = blender.valid_pixels
     return stats
 
 
 def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
-              progress: Progress) -> InferenceStats:
-    """Patch path: every valid pixel classified from its centred patch, cut from window + halo."""
+              progress: Progress, background: bool = True) -> InferenceStats:
+    """Patch path: every valid pixel classified from its centred patch, cut from window + halo.
+
+    Windows do not overlap, so each goes to ``sink`` whole as soon as its patches are done
+    (through the same :class:`TileBlender`, which then has nothing to blend).
+    """
     import torch
 
     grid: Grid = reader_args["grid"]
@@ -456,40 +582,47 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     halo = patch_halo(card.modalities)
     rs = list(range(0, grid.height, tile))
     cs = list(range(0, grid.width, tile))
-    windows = [Window(r, c, min(tile, grid.height - r), min(tile, grid.width - c), halo) for r in rs for c in cs]
-    acc = RowAccumulator(card.num_classes, grid.width, grid.height, tile)
+    windows = [Window(r, c, min(tile, grid.height - r), min(tile, grid.width - c), halo, i, j)
+               for i, r in enumerate(rs) for j, c in enumerate(cs)]
+    blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile),
+                          grid.width, sink)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
+    stage = _stage(blender.add, background)
     try:
-        for i, item in enumerate(pre):
-            w = item.window
-            ri, ci = np.nonzero(item.valid)
+        for n, item in enumerate(pre):
+            w, valid = item.windows[0], item.valids[0]
+            ri, ci = np.nonzero(valid)
             probs = None
             if ri.size:
-                views = []
-                for a, m in zip(item.arrays, card.modalities):
-                    k, p, anc = m.grid_ratio, m.patch_size, m.patch_anchor
-                    off = k * halo - anc
-                    t = torch.from_numpy(a)[:, off:, off:]
-                    views.append(t.unfold(1, p, k).unfold(2, p, k))  # (C, nR, nC, p, p)
-                ri_t, ci_t = torch.from_numpy(ri), torch.from_numpy(ci)
                 probs = np.zeros((card.num_classes, w.rows, w.cols), np.float32)
-                s = 0
-                while s < ri.size:
-                    check_cancel(progress)
-                    chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
-                    sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
-                    batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous().numpy() for v in views]
-                    out = runner(batch)
-                    _check_logits(out, (card.num_classes,), card)
-                    probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
-                    s += chunk
-            acc.add(w.row0, w.col0, probs, np.ones((w.rows, w.cols), np.float32), item.valid)
-            nxt = windows[i + 1].row0 if i + 1 < len(windows) else grid.height
-            stats.valid_pixels += acc.flush(nxt, sink)
-            progress.set_fraction((i + 1) / len(windows))
+                with torch.inference_mode():
+                    views = []
+                    for t, m in zip(to_model_inputs(item, card.modalities, runner.device), card.modalities):
+                        k, p, anc = m.grid_ratio, m.patch_size, m.patch_anchor
+                        off = k * halo - anc
+                        views.append(t[0, :, off:, off:].unfold(1, p, k).unfold(2, p, k))  # (C, nR, nC, p, p)
+                    ri_t = torch.from_numpy(ri).to(runner.device)
+                    ci_t = torch.from_numpy(ci).to(runner.device)
+                    s = 0
+                    while s < ri.size:
+                        check_cancel(progress)
+                        chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
+                        sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
+                        batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous() for v in views]
+                        out = runner(batch)
+                        _check_logits(out, (card.num_classes,), card)
+                        probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
+                        s += chunk
+            stage(w.i, w.j, probs, valid)
+            progress.set_fraction((n + 1) / len(windows))
             check_cancel(progress)
+        stage.close()
+    except BaseException:
+        stage.cancel()
+        raise
     finally:
         pre.close()
-    stats.wait_s = pre.wait_s
+    stats.wait_s, stats.read_cpu_s, stats.write_cpu_s = pre.wait_s, pre.cpu_s, stage.cpu_s
+    stats.valid_pixels = blender.valid_pixels
     return stats

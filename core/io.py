@@ -19,7 +19,7 @@ filled by reflect-101 padding (the convention of the patch models' specs, e.g. D
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -107,9 +107,20 @@ def reflect101(idx: np.ndarray, size: int) -> np.ndarray:
     return np.where(m >= size, period - m, m)
 
 
+#: Rows per strip of the row cache when the input's own blocks are not a usable height.
+STRIP_ROWS: int = 256
+
+
 @dataclass
 class _Source:
-    """One input opened for reading on its target (possibly scaled) grid."""
+    """One input opened for reading on its target (possibly scaled) grid.
+
+    With ``row_cache`` (readers that walk the grid in row order, like the inference prefetcher)
+    whole-width strips of the input, aligned to its block rows, are read once in the file's own
+    data type and kept while windows still need them (at most the strips under one row of
+    windows): every block is decoded once and each window is a slice, instead of one GDAL call
+    per window that decodes the blocks shared by two rows of windows twice.
+    """
 
     path: str
     ds: Any  # the original dataset (direct) or the warped VRT
@@ -121,31 +132,129 @@ class _Source:
     warped: bool
     nodata: list[Optional[float]]
     mask_band: Any  # per-dataset mask/alpha band to honour on direct reads, or None
+    row_cache: bool = False
+    strips: dict = field(default_factory=dict)  # strip index -> (data, mask or None)
 
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        """(C, r1-r0, c1-c0) float32 of the target grid window (inside the target), NaN = nodata."""
+    def __post_init__(self) -> None:
         from osgeo import gdal
 
-        out = np.full((self.bands, r1 - r0, c1 - c0), np.nan, np.float32)
+        #: whether a window can contain nodata at all (False spares the NaN passes)
+        self.may_have_nodata = bool(
+            self.warped or self.mask_band is not None or any(n is not None for n in self.nodata)
+            or self.ds.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
+        )
+        bh = self.ds.GetRasterBand(1).GetBlockSize()[1]
+        if 32 <= bh <= 2 * STRIP_ROWS:
+            self.strip_rows = bh
+        elif bh < 32:
+            self.strip_rows = max(bh, STRIP_ROWS // bh * bh)
+        else:  # huge blocks: strips of STRIP_ROWS, GDAL keeps the block until its last strip is read
+            self.strip_rows = STRIP_ROWS
+        self.block_rows = max(bh, 1)
+        # source columns that the target grid can ask for (strips are cut to them)
+        self.col_lo = max(self.col_off, 0)
+        self.col_hi = min(self.col_off + self.target.width, self.ds.RasterXSize)
+
+    def _gdal_read(self, a0: int, a1: int, b0: int, b1: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        from osgeo import gdal
+
+        data = self.ds.ReadAsArray(b0, a0, b1 - b0, a1 - a0)
+        if data is None:
+            raise InputError(f"reading {self.path} failed at pixels ({a0}, {b0}): {gdal.GetLastErrorMsg()}")
+        data = data.reshape(self.bands, a1 - a0, b1 - b0)
+        mask = self.mask_band.ReadAsArray(b0, a0, b1 - b0, a1 - a0) if self.mask_band is not None else None
+        return data, mask
+
+    def _strip(self, k: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        got = self.strips.get(k)
+        if got is None:
+            a0 = k * self.strip_rows
+            a1 = min(a0 + self.strip_rows, self.ds.RasterYSize)
+            got = self._gdal_read(a0, a1, self.col_lo, self.col_hi)
+            self.strips[k] = got
+            if a1 % self.block_rows == 0 or a1 == self.ds.RasterYSize:
+                self.flush_gdal()  # the block row is complete in our strips: GDAL's copy is not needed
+        return got
+
+    def _native(self, a0: int, a1: int, b0: int, b1: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Source pixels [a0, a1) x [b0, b1) in the file's data type (+ mask band values)."""
+        if not self.row_cache or b0 < self.col_lo or b1 > self.col_hi:
+            return self._gdal_read(a0, a1, b0, b1)
+        sr = self.strip_rows
+        k0, k1 = a0 // sr, (a1 - 1) // sr
+        for k in [k for k in self.strips if k < k0]:  # rows are read in order: strips above are done
+            del self.strips[k]
+        parts = []
+        for k in range(k0, k1 + 1):
+            data, mask = self._strip(k)
+            r0, r1 = max(a0, k * sr) - k * sr, min(a1, (k + 1) * sr) - k * sr
+            c0, c1 = b0 - self.col_lo, b1 - self.col_lo
+            parts.append((data[:, r0:r1, c0:c1], None if mask is None else mask[r0:r1, c0:c1]))
+        if len(parts) == 1:
+            return parts[0]
+        data = np.concatenate([p[0] for p in parts], axis=1)
+        mask = None if parts[0][1] is None else np.concatenate([p[1] for p in parts], axis=0)
+        return data, mask
+
+    @property
+    def dtype(self) -> np.dtype:
+        """numpy type of the windows read with ``native=True``."""
+        from osgeo import gdal_array
+
+        return np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(self.ds.GetRasterBand(1).DataType))
+
+    def read(self, r0: int, r1: int, c0: int, c1: int, out: Optional[np.ndarray] = None,
+             native: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Target grid window [r0, r1) x [c0, c1) as (C, h, w) plus its nodata mask.
+
+        The mask (h, w) is True where the pixel is nodata on any band, or None when the window
+        has none; parts of the window outside the input are nodata. As float32 (default) nodata
+        pixels are NaN on all bands; with ``native`` the window keeps the file's data type
+        (:attr:`dtype`) and nodata pixels hold 0 or whatever the file has: only the mask tells.
+        out: an array of that shape and type to fill instead of a new one.
+        """
         sr0, sc0 = r0 + self.row_off, c0 + self.col_off
         H, W = self.ds.RasterYSize, self.ds.RasterXSize
         a0, a1 = max(sr0, 0), min(sr0 + (r1 - r0), H)
         b0, b1 = max(sc0, 0), min(sc0 + (c1 - c0), W)
+        inside = a0 == sr0 and a1 == sr0 + (r1 - r0) and b0 == sc0 and b1 == sc0 + (c1 - c0)
+        if out is None:
+            out = np.empty((self.bands, r1 - r0, c1 - c0), self.dtype if native else np.float32)
+        fill = 0 if native else np.nan
         if a1 <= a0 or b1 <= b0:
-            return out
-        data = self.ds.ReadAsArray(b0, a0, b1 - b0, a1 - a0, buf_type=gdal.GDT_Float32)
-        if data is None:
-            raise InputError(f"reading {self.path} failed at pixels ({a0}, {b0}): {gdal.GetLastErrorMsg()}")
-        data = data.reshape(self.bands, a1 - a0, b1 - b0)
-        invalid = np.isnan(data).any(axis=0)
-        for i, nd in enumerate(self.nodata):
-            if nd is not None and not math.isnan(nd):
-                invalid |= data[i] == np.float32(nd)
-        if self.mask_band is not None:
-            invalid |= self.mask_band.ReadAsArray(b0, a0, b1 - b0, a1 - a0) == 0
-        data[:, invalid] = np.nan
-        out[:, a0 - sr0:a1 - sr0, b0 - sc0:b1 - sc0] = data
-        return out
+            out.fill(fill)
+            return out, np.ones((r1 - r0, c1 - c0), bool)
+        data, mask = self._native(a0, a1, b0, b1)
+        invalid = None
+        if self.may_have_nodata:
+            if data.dtype.kind == "f":
+                invalid = np.isnan(data).any(axis=0)
+            for i, nd in enumerate(self.nodata):
+                if nd is not None and not math.isnan(nd):
+                    hit = data[i] == (data.dtype.type(nd) if data.dtype.kind == "f" else nd)
+                    invalid = hit if invalid is None else invalid | hit
+            if mask is not None:
+                invalid = (mask == 0) if invalid is None else invalid | (mask == 0)
+            if invalid is not None and not invalid.any():
+                invalid = None
+        if inside:
+            np.copyto(out, data, casting="unsafe")
+            if invalid is not None and not native:
+                out[:, invalid] = np.nan
+            return out, invalid
+        out.fill(fill)
+        full = np.ones((r1 - r0, c1 - c0), bool)
+        rs, cs = slice(a0 - sr0, a1 - sr0), slice(b0 - sc0, b1 - sc0)
+        np.copyto(out[:, rs, cs], data, casting="unsafe")
+        full[rs, cs] = False if invalid is None else invalid
+        if invalid is not None and not native:
+            out[:, full] = np.nan
+        return out, full
+
+    def flush_gdal(self) -> None:
+        self.ds.FlushCache()
+        if self.warped:
+            self.src_ds.FlushCache()
 
 
 class AlignedReader:
@@ -154,7 +263,9 @@ class AlignedReader:
     paths: input rasters in model order. ratios: grid ratio of each input (default all 1;
     input i is read on ``grid.scaled(ratios[i])``). grid: output grid (default: input 1's).
     resampling: GDAL resampling for warped inputs (``bilinear`` for continuous data,
-    ``nearest`` for labels).
+    ``nearest`` for labels). row_cache: the caller reads windows in row order (top to bottom):
+    keep whole-width strips of each input while windows still need them (see ``_Source``);
+    memory is then a few strips of each input, proportional to the raster width.
     """
 
     def __init__(
@@ -163,6 +274,7 @@ class AlignedReader:
         ratios: Optional[Sequence[int]] = None,
         grid: Optional[Grid] = None,
         resampling: str = "bilinear",
+        row_cache: bool = False,
     ) -> None:
         if not paths:
             raise InputError("no input raster given")
@@ -173,6 +285,7 @@ class AlignedReader:
         if len(self.ratios) != len(self.paths):
             raise ValueError(f"{len(self.ratios)} grid ratios for {len(self.paths)} inputs")
         self.resampling = resampling
+        self.row_cache = row_cache
         datasets = [open_raster(p) for p in self.paths]
         grids = [Grid(d.GetProjection() or "", geotransform_of(d), d.RasterXSize, d.RasterYSize)
                  for d in datasets]
@@ -218,7 +331,8 @@ class AlignedReader:
                 )
         aligned = self._direct_offsets(own, target)
         if aligned is not None:
-            return _Source(path, ds, ds, bands, target, aligned[0], aligned[1], False, nodata, mask_band)
+            return _Source(path, ds, ds, bands, target, aligned[0], aligned[1], False, nodata, mask_band,
+                           self.row_cache)
         if not target.crs_wkt:
             raise GridError(
                 f"input {i + 1} ({path}) is not on input 1's pixel grid and the inputs have no CRS, "
@@ -241,7 +355,7 @@ class AlignedReader:
             gdal.PopErrorHandler()
         if vrt is None:
             raise GridError(f"input {i + 1} ({path}) cannot be warped onto the output grid: {msg}")
-        return _Source(path, vrt, ds, bands, target, 0, 0, True, [None] * bands, None)
+        return _Source(path, vrt, ds, bands, target, 0, 0, True, [None] * bands, None, self.row_cache)
 
     @staticmethod
     def _direct_offsets(own: Grid, target: Grid) -> Optional[tuple[int, int]]:
@@ -263,8 +377,19 @@ class AlignedReader:
         return int(round(row)), int(round(col))
 
     # --- reading -----------------------------------------------------------------------
+    def may_have_nodata(self, i: int) -> bool:
+        """Whether input ``i`` can have nodata (NaN) pixels at all (e.g. False for a Byte raster
+        without nodata value or mask): callers can then skip their NaN passes."""
+        return self._sources[i].may_have_nodata
+
+    def dtypes(self, native: bool = True) -> list[np.dtype]:
+        """numpy type of each input's windows (``native``: the files' own types, else float32)."""
+        return [s.dtype if native else np.dtype(np.float32) for s in self._sources]
+
     def read(
-        self, row0: int, col0: int, rows: int, cols: int, halo: int = 0, pad: str = "reflect"
+        self, row0: int, col0: int, rows: int, cols: int, halo: int = 0, pad: str = "reflect",
+        out: Optional[Sequence[np.ndarray]] = None, native: bool = False,
+        masks: Optional[list] = None,
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Read the window (row0, col0, rows, cols) of the output grid plus ``halo`` on every side.
 
@@ -272,44 +397,58 @@ class AlignedReader:
         NaN where the input is nodata, and the (rows, cols) bool validity mask of the core window
         (True where every input is valid and the pixel lies inside the grid). The window may
         extend past the grid: those parts are reflect-101 padded (``pad="reflect"``) or NaN.
+        out: arrays of those shapes to fill (e.g. slots of a batch) instead of new ones.
+        native: keep each file's data type (:meth:`dtypes`); nodata pixels then hold arbitrary
+        values and only ``masks`` tells them: a list that receives, per input, the (h_i, w_i)
+        nodata mask of the whole window (None where the window has no nodata).
         """
         if pad not in ("reflect", "nan"):
             raise ValueError(f"pad must be 'reflect' or 'nan', got {pad!r}")
         arrays = []
         valid = np.ones((rows, cols), bool)
-        r_in = np.arange(row0, row0 + rows)
-        c_in = np.arange(col0, col0 + cols)
-        valid &= ((r_in >= 0) & (r_in < self.grid.height))[:, None]
-        valid &= ((c_in >= 0) & (c_in < self.grid.width))[None, :]
-        for src, k in zip(self._sources, self.ratios):
-            a = self._read_source(src, k * (row0 - halo), k * (col0 - halo),
-                                  k * (rows + 2 * halo), k * (cols + 2 * halo), pad)
-            bad = np.isnan(a).any(axis=0)
-            a[:, bad] = np.nan
-            core = bad[k * halo:k * (halo + rows), k * halo:k * (halo + cols)]
-            if k > 1:
-                core = core.reshape(rows, k, cols, k).any(axis=(1, 3))
-            valid &= ~core
+        if row0 < 0 or col0 < 0 or row0 + rows > self.grid.height or col0 + cols > self.grid.width:
+            r_in = np.arange(row0, row0 + rows)
+            c_in = np.arange(col0, col0 + cols)
+            valid &= ((r_in >= 0) & (r_in < self.grid.height))[:, None]
+            valid &= ((c_in >= 0) & (c_in < self.grid.width))[None, :]
+        for i, (src, k) in enumerate(zip(self._sources, self.ratios)):
+            a, bad = self._read_source(src, k * (row0 - halo), k * (col0 - halo),
+                                       k * (rows + 2 * halo), k * (cols + 2 * halo), pad,
+                                       None if out is None else out[i], native)
+            if masks is not None:
+                masks.append(bad)
+            if bad is not None:
+                core = bad[k * halo:k * (halo + rows), k * halo:k * (halo + cols)]
+                if k > 1:
+                    core = core.reshape(rows, k, cols, k).any(axis=(1, 3))
+                valid &= ~core
             arrays.append(a)
         return arrays, valid
 
     @staticmethod
-    def _read_source(src: _Source, r0: int, c0: int, rows: int, cols: int, pad: str) -> np.ndarray:
+    def _read_source(src: _Source, r0: int, c0: int, rows: int, cols: int, pad: str,
+                     out: Optional[np.ndarray], native: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """The window of one input (float32, NaN = nodata; or native) and its nodata mask (None: none)."""
         H, W = src.target.height, src.target.width
+        if r0 >= 0 and c0 >= 0 and r0 + rows <= H and c0 + cols <= W:
+            return src.read(r0, r0 + rows, c0, c0 + cols, out, native)
         ri, ci = np.arange(r0, r0 + rows), np.arange(c0, c0 + cols)
         if pad == "reflect":
             rm, cm = reflect101(ri, H), reflect101(ci, W)
         else:
             rm, cm = np.clip(ri, 0, H - 1), np.clip(ci, 0, W - 1)
         a0, a1, b0, b1 = int(rm.min()), int(rm.max()) + 1, int(cm.min()), int(cm.max()) + 1
-        block = src.read(a0, a1, b0, b1)
-        if a0 == r0 and a1 == r0 + rows and b0 == c0 and b1 == c0 + cols:
-            return block
-        out = block[:, rm - a0][:, :, cm - b0]
+        block, bad = src.read(a0, a1, b0, b1, native=native)
+        res = block[:, rm - a0][:, :, cm - b0]
+        bad = None if bad is None else bad[rm - a0][:, cm - b0]
         if pad == "nan":
-            out[:, (ri < 0) | (ri >= H), :] = np.nan
-            out[:, :, (ci < 0) | (ci >= W)] = np.nan
-        return out
+            outside = ((ri < 0) | (ri >= H))[:, None] | ((ci < 0) | (ci >= W))[None, :]
+            res[:, outside] = 0 if native else np.nan
+            bad = outside if bad is None else bad | outside
+        if out is None:
+            return res, bad
+        np.copyto(out, res)
+        return out, bad
 
     def release_cache(self) -> None:
         """Drop the blocks this reader's datasets hold in GDAL's block cache.
@@ -321,9 +460,7 @@ class AlignedReader:
         own handles are flushed; other users of the same files are not affected.
         """
         for src in self._sources:
-            src.ds.FlushCache()
-            if src.warped:
-                src.src_ds.FlushCache()
+            src.flush_gdal()
 
     # --- context manager ---------------------------------------------------------------
     def close(self) -> None:

@@ -6,7 +6,7 @@ converted to dB first when the card says ``to_db`` (data already in dB, as in th
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
@@ -23,17 +23,47 @@ def to_db(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def apply(x: np.ndarray, card: ModalityCard) -> np.ndarray:
-    """Normalise a (C, H, W) array with the card's transform; returns float32, NaN kept."""
-    x = x.astype(np.float32, copy=True)
+def apply(x: np.ndarray, card: ModalityCard, inplace: bool = False) -> np.ndarray:
+    """Normalise a (C, H, W) array with the card's transform; returns float32, NaN kept.
+
+    inplace: transform ``x`` itself (it must be float32), e.g. a slot of a batch being filled.
+    """
+    if not inplace:
+        x = x.astype(np.float32, copy=True)
     if card.to_db:
-        x = to_db(x)
+        x[...] = to_db(x)
     if card.mean:
         mean = np.asarray(card.mean, np.float32).reshape(-1, 1, 1)
         std = np.asarray(card.std, np.float32).reshape(-1, 1, 1)
         x -= mean
         x /= np.maximum(std, _EPS)
     return x
+
+
+def apply_torch(t: Any, card: ModalityCard, nodata: Optional[Any] = None) -> Any:
+    """:func:`apply` for a torch tensor (C, H, W) or (N, C, H, W) of any dtype, on its device,
+    then nodata (``nodata``: a bool mask of the pixels, broadcast over the bands; and NaN) set
+    to 0, i.e. to the training mean, so that it cannot poison the neighbours of a pixel.
+
+    The inference engine reads windows in the files' own types and normalises here, on the
+    model's device and threads: on a GPU the transfer is then 1 byte a value for Byte imagery,
+    and on a CPU the work is spread over torch's threads instead of competing with them.
+    The float32 input tensor may be transformed in place.
+    """
+    import torch
+
+    x = t if t.dtype == torch.float32 else t.float()
+    if card.to_db:
+        x = 10.0 * torch.log10(x)
+        x = torch.where(torch.isfinite(x), x, torch.full_like(x, float("nan")))
+    if card.mean:
+        shape = (-1, 1, 1)
+        mean = torch.tensor(card.mean, dtype=torch.float32, device=x.device).reshape(shape)
+        std = torch.tensor([max(s, _EPS) for s in card.std], dtype=torch.float32, device=x.device).reshape(shape)
+        x.sub_(mean).div_(std)
+    if nodata is not None:
+        x.masked_fill_(nodata.unsqueeze(-3), 0.0)
+    return torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def compute_stats(arrays: Iterable[np.ndarray], to_db_first: bool = False) -> tuple[list[float], list[float]]:

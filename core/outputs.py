@@ -10,10 +10,11 @@
 
 Everything is written to hidden temporary files beside the targets and renamed only by
 :meth:`OutputSet.commit`; :meth:`OutputSet.abort` (failure, cancel) removes them, so a failed
-run leaves nothing at the output paths. Rows arrive in order (see ``core.inference.Sink``) and
-are buffered to whole block rows (class index + confidence: 5 bytes a pixel), then written block
-by block, each dropped from GDAL's cache at once, so memory stays bounded by one block row of
-final values whatever the raster height.
+run leaves nothing at the output paths. Finished rectangles arrive in any order (see
+``core.inference.Sink``); their class values (and confidence) are copied into the output blocks
+they touch, and each block is written and dropped as soon as all its pixels have arrived, so
+memory holds only partly filled blocks (with tiles coming row by row: about one row of blocks,
+5 bytes a pixel with confidence), whatever the raster height.
 """
 from __future__ import annotations
 
@@ -124,10 +125,8 @@ class OutputSet:
         values = np.array([c.value for c in self.classes], np.int64)
         self.lut = values.astype(np.uint16 if values.max() > 255 else np.uint8)
         self.counts = np.zeros(len(self.classes), np.int64)
-        self._row = 0  # next row expected
-        self._buf_row0 = 0  # first row held in the block buffers
-        self._buf_vals = np.zeros((min(BLOCK, grid.height), grid.width), self.lut.dtype)
-        self._buf_conf = np.zeros((min(BLOCK, grid.height), grid.width), np.float32) if conf is not None else None
+        self._blocks: dict[tuple[int, int], list] = {}  # (block row, block col) -> [values, conf, pixels in]
+        self._written = 0  # pixels written to the files
         self._ds: dict[str, Any] = {}
         drv = gdal.GetDriverByName("GTiff")
         # Category names live in GDAL's PAM side-car (.aux.xml): keep PAM on for our own outputs
@@ -178,54 +177,65 @@ class OutputSet:
         return ds
 
     # --- streaming -----------------------------------------------------------------------
-    def write(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        """Take finished rows: probabilities (K, h, W) and validity (h, W), in row order.
+    def write(self, row0: int, col0: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        """Take a finished rectangle: probabilities (K, h, w) and validity (h, w) at (row0, col0).
 
-        Rows are copied into one block row of buffers, written when it is full, then dropped
-        from GDAL's cache, so memory does not grow with the raster.
+        Rectangles must be disjoint; each output block is written (and dropped from GDAL's
+        cache) once all its pixels have arrived.
         """
-        if row0 != self._row:
-            raise RuntimeError(f"rows must arrive in order: got {row0}, expected {self._row}")
         idx, best = argmax_max(probs)
-        self.counts += np.bincount(idx[valid], minlength=len(self.classes))
-        vals = self.lut[idx]
-        vals[~valid] = CLASS_NODATA
-        h = valid.shape[0]
-        done = 0
-        while done < h:
-            at = self._row - self._buf_row0
-            n = min(h - done, self._buf_vals.shape[0] - at)
-            self._buf_vals[at:at + n] = vals[done:done + n]
-            if self._buf_conf is not None:
-                self._buf_conf[at:at + n] = np.where(valid[done:done + n], best[done:done + n], CONFIDENCE_NODATA)
-            done += n
-            self._row += n
-            if self._row - self._buf_row0 == self._buf_vals.shape[0] or self._row == self.grid.height:
-                self._write_buffer()
+        if valid.all():
+            self.counts += np.bincount(idx.ravel(), minlength=len(self.classes))
+            vals = self.lut[idx]
+            conf = best
+        else:
+            self.counts += np.bincount(idx[valid], minlength=len(self.classes))
+            vals = self.lut[idx]
+            vals[~valid] = CLASS_NODATA
+            conf = np.where(valid, best, np.float32(CONFIDENCE_NODATA))
+        h, w = valid.shape
+        if row0 < 0 or col0 < 0 or row0 + h > self.grid.height or col0 + w > self.grid.width:
+            raise RuntimeError(f"rectangle ({row0}, {col0}, {h} x {w}) lies outside the {self.grid.height} x "
+                               f"{self.grid.width} grid")
+        want_conf = "confidence" in self.final
+        for br in range(row0 // BLOCK, (row0 + h - 1) // BLOCK + 1):
+            for bc in range(col0 // BLOCK, (col0 + w - 1) // BLOCK + 1):
+                y0, x0 = br * BLOCK, bc * BLOCK
+                bh, bw = min(BLOCK, self.grid.height - y0), min(BLOCK, self.grid.width - x0)
+                blk = self._blocks.get((br, bc))
+                if blk is None:
+                    blk = [np.empty((bh, bw), self.lut.dtype), np.empty((bh, bw), np.float32) if want_conf else None, 0]
+                    self._blocks[(br, bc)] = blk
+                a0, a1 = max(row0, y0), min(row0 + h, y0 + bh)
+                b0, b1 = max(col0, x0), min(col0 + w, x0 + bw)
+                blk[0][a0 - y0:a1 - y0, b0 - x0:b1 - x0] = vals[a0 - row0:a1 - row0, b0 - col0:b1 - col0]
+                if blk[1] is not None:
+                    blk[1][a0 - y0:a1 - y0, b0 - x0:b1 - x0] = conf[a0 - row0:a1 - row0, b0 - col0:b1 - col0]
+                blk[2] += (a1 - a0) * (b1 - b0)
+                if blk[2] > bh * bw:
+                    raise RuntimeError(f"output block ({br}, {bc}) received overlapping rectangles")
+                if blk[2] == bh * bw:
+                    self._write_block(br, bc, blk)
 
-    def _write_buffer(self) -> None:
-        """Write the buffered block row one block at a time, each flushed out of GDAL's cache.
-
-        Writing the whole block row in one call would make GDAL hold a second, uncompressed copy
-        of it (all its blocks, dirty in the block cache) until the flush; block by block, GDAL
-        holds one block. The band's own flush encodes and writes its dirty block without
-        touching the file's directory (the dataset flush would).
-        """
-        n = self._row - self._buf_row0
-        bands = [(self._ds["class"].GetRasterBand(1), self._buf_vals)]
-        if self._buf_conf is not None:
-            bands.append((self._ds["confidence"].GetRasterBand(1), self._buf_conf))
-        for c in range(0, self.grid.width, BLOCK):
-            for band, buf in bands:
-                band.WriteArray(buf[:n, c:c + BLOCK], c, self._buf_row0)
-                band.FlushCache()
-        self._buf_row0 = self._row
+    def _write_block(self, br: int, bc: int, blk: list) -> None:
+        """Write one complete block and drop it from GDAL's cache at once (the band's flush
+        encodes its dirty block without touching the file's directory, unlike the dataset's)."""
+        band = self._ds["class"].GetRasterBand(1)
+        band.WriteArray(blk[0], bc * BLOCK, br * BLOCK)
+        band.FlushCache()
+        if blk[1] is not None:
+            band = self._ds["confidence"].GetRasterBand(1)
+            band.WriteArray(blk[1], bc * BLOCK, br * BLOCK)
+            band.FlushCache()
+        self._written += blk[0].size
+        del self._blocks[(br, bc)]
 
     # --- finishing -----------------------------------------------------------------------
     def finish(self) -> None:
         """Close rasters, write the style sidecar and the polygons (still at temporary paths)."""
-        if self._row != self.grid.height:
-            raise RuntimeError(f"only {self._row} of {self.grid.height} rows were written")
+        total = self.grid.width * self.grid.height
+        if self._written != total:
+            raise RuntimeError(f"only {self._written} of {total} pixels were written")
         for k in list(self._ds):
             self._ds[k].FlushCache()
             self._ds[k] = None

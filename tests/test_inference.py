@@ -5,6 +5,7 @@ tests import: real networks are written elsewhere and must not be needed here.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from mmlc.core.classes import ClassInfo, default_color
 from mmlc.core.classify import classify
 from mmlc.core.errors import Cancelled
-from mmlc.core.inference import RowAccumulator, Runner, patch_halo, ramp_weights, tile_starts
+from mmlc.core.inference import Axis, Runner, TileBlender, patch_halo, tile_starts
 from mmlc.core.io import AlignedReader
 from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
 from mmlc.core.normalize import apply as normalize_apply
@@ -94,47 +95,85 @@ def exact_pan(src: Path, ms: Path, dst: Path) -> Path:
 
 
 # --- geometry -----------------------------------------------------------------------------
-def test_tile_starts_cover_and_end_at_border() -> None:
-    assert tile_starts(200, 64, 16) == [0, 48, 96, 136]
+def test_tile_starts_even_cover_and_end_at_border() -> None:
+    assert tile_starts(200, 64, 16) == [0, 45, 91, 136]
     assert tile_starts(50, 64, 16) == [0]
-    s = tile_starts(1000, 256, 32)
-    assert s[0] == 0 and s[-1] + 256 == 1000 and all(b - a <= 224 for a, b in zip(s, s[1:]))
+    for size, tile, ov in [(1000, 256, 32), (8192, 256, 32), (257, 256, 32), (2048, 256, 32), (481, 256, 32)]:
+        s = tile_starts(size, tile, ov)
+        gaps = [b - a for a, b in zip(s, s[1:])]
+        assert s[0] == 0 and s[-1] + tile == size and all(0 < g <= tile - ov for g in gaps)
+        assert len(s) == -(-(size - ov) // (tile - ov))  # as few tiles as the overlap allows
+        assert max(gaps) - min(gaps) <= 1  # evenly spread
 
 
-def test_ramps_sum_to_one_in_overlaps() -> None:
-    size, tile, ov = 48 * 3 + 16, 64, 16  # regular stride, no moved-back last tile
-    starts = tile_starts(size, tile, ov)
+@pytest.mark.parametrize("size,tile,ov", [(1000, 256, 32), (200, 64, 16), (300, 256, 32)])
+def test_ramps_sum_to_one_where_tiles_meet(size: int, tile: int, ov: int) -> None:
+    axis = Axis.of(size, tile_starts(size, tile, ov), tile)
     total = np.zeros(size)
-    for i, s in enumerate(starts):
-        total[s:s + tile] += ramp_weights(tile, ov, i > 0, i < len(starts) - 1)
+    for i, s in enumerate(axis.starts):
+        total[s:s + axis.sizes[i]] += axis.ramp(i)
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def _blend_reference(K: int, H: int, W: int, rows: Axis, cols: Axis, tiles: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: full-grid weighted sums / total weight."""
+    sums, wsum = np.zeros((K, H, W)), np.zeros((H, W))
+    valid = np.zeros((H, W), bool)
+    for (i, j), (p, v) in tiles.items():
+        r, c, h, w = rows.starts[i], cols.starts[j], rows.sizes[i], cols.sizes[j]
+        valid[r:r + h, c:c + w] |= v[:h, :w]
+        if p is not None:
+            wt = np.outer(rows.ramp(i), cols.ramp(j))
+            sums[:, r:r + h, c:c + w] += p[:, :h, :w] * wt
+            wsum[r:r + h, c:c + w] += wt
+    return sums / np.maximum(wsum, 1e-12), valid & (wsum > 0)
+
+
+@pytest.mark.parametrize("H,W,tile,ov", [(300, 220, 64, 16), (481, 130, 256, 32), (40, 50, 64, 16)])
+def test_tile_blender_equals_brute_force_and_emits_each_pixel_once(H: int, W: int, tile: int, ov: int) -> None:
+    """Blended output == weighted mean over all tiles (incl. three tiles meeting, a tile without
+    valid pixels and a grid smaller than a tile); every pixel emitted exactly once."""
+    rng = np.random.default_rng(3)
+    K = 3
+    rows, cols = Axis.of(H, tile_starts(H, tile, ov), tile), Axis.of(W, tile_starts(W, tile, ov), tile)
+    tiles = {}
+    for i in range(len(rows.starts)):
+        for j in range(len(cols.starts)):
+            p = rng.dirichlet([1] * K, size=(tile, tile)).transpose(2, 0, 1).astype(np.float32)
+            v = rng.random((tile, tile)) > 0.1
+            tiles[(i, j)] = (p, v)
+    if len(tiles) > 2:
+        tiles[list(tiles)[1]] = (None, np.zeros((tile, tile), bool))
+    got = np.full((K, H, W), np.nan, np.float32)
+    got_valid = np.zeros((H, W), bool)
+    seen = np.zeros((H, W), int)
+    max_state = 0
+
+    def sink(r: int, c: int, p: np.ndarray, v: np.ndarray) -> None:
+        h, w = v.shape
+        got[:, r:r + h, c:c + w] = p
+        got_valid[r:r + h, c:c + w] = v
+        seen[r:r + h, c:c + w] += 1
+
+    blender = TileBlender(K, rows, cols, W, sink)
+    for (i, j), (p, v) in tiles.items():
+        blender.add(i, j, None if p is None else p.copy(), v)
+        if blender.below is not None:
+            max_state = max(max_state, blender.below[0].shape[1])
+    assert (seen == 1).all()
+    ref, ref_valid = _blend_reference(K, H, W, rows, cols, tiles)
+    np.testing.assert_array_equal(got_valid, ref_valid)
+    np.testing.assert_allclose(got[:, ref_valid], ref[:, ref_valid], rtol=1e-5, atol=1e-6)
+    assert blender.valid_pixels == int(ref_valid.sum())
+    # between tile rows only the shared strip is kept, never a tile's height
+    shared = [rows.starts[i] + rows.sizes[i] - rows.starts[i + 1] for i in range(len(rows.starts) - 1)]
+    assert max_state == max(shared, default=0)
 
 
 def test_patch_halo_covers_patches() -> None:
     mods = [ModalityCard("ms", 4, 1, 5, 2), ModalityCard("pan", 1, 4, 16, 6)]
     assert patch_halo(mods) == 2  # MS: 2 before, 2 after; PAN: ceil(6/4)=2 before, ceil(10/4)-1=2 after
     assert patch_halo([ModalityCard("m", 1, 1, 11, 5)]) == 5
-
-
-def test_row_accumulator_blends_and_flushes_in_order() -> None:
-    acc = RowAccumulator(2, 6, 5)
-    p = np.stack([np.ones((3, 6)), np.zeros((3, 6))]).astype(np.float32)
-    acc.add(0, 0, p, np.full((3, 6), 1.0, np.float32), np.ones((3, 6), bool))
-    acc.add(2, 0, 1 - p, np.full((3, 6), 3.0, np.float32), np.ones((3, 6), bool))
-    got: list[tuple[int, np.ndarray, np.ndarray]] = []
-
-    def sink(r: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        got.append((r, probs.copy(), valid.copy()))
-
-    assert acc.flush(2, sink) == 12
-    r0, probs, valid = got[0]
-    assert r0 == 0 and probs.shape == (2, 2, 6) and valid.all()
-    np.testing.assert_allclose(probs[0], 1.0)
-    assert acc.flush(5, sink) == 18
-    r0, probs, _ = got[1]
-    assert r0 == 2 and probs.shape == (2, 3, 6)
-    np.testing.assert_allclose(probs[0, 0], 0.25)  # (1*1 + 0*3) / 4 on the shared row
-    np.testing.assert_allclose(probs[1, 1:], 1.0)
 
 
 def test_runner_halves_batch_on_out_of_memory() -> None:
@@ -217,24 +256,38 @@ def test_cancel_leaves_no_file(tmp_path: Path, spacenet6: Path) -> None:
     assert list(target.parent.iterdir()) == []
 
 
-def test_row_accumulator_flushes_in_bounded_chunks_without_weight_plane() -> None:
-    """Normalisation by the class sum == by the total weight; chunks of at most FLUSH_ROWS rows."""
-    from mmlc.core.inference import FLUSH_ROWS
+@pytest.mark.parametrize("to_db", [False, True])
+def test_normalisation_on_the_model_side_equals_training_normalisation(spacenet6: Path, to_db: bool) -> None:
+    """The engine reads windows in the files' own types and normalises with torch on the model's
+    device: the result equals the numpy normalisation training uses, with nodata -> 0."""
+    from mmlc.core.io import AlignedReader
+    from mmlc.core.normalize import apply_torch
 
-    h, w = 2 * FLUSH_ROWS + 5, 7
-    rng = np.random.default_rng(0)
-    acc = RowAccumulator(3, w, h)
-    assert not hasattr(acc, "weights")
-    p1 = rng.dirichlet([1, 1, 1], size=(h, w)).transpose(2, 0, 1).astype(np.float32)
-    p2 = rng.dirichlet([1, 1, 1], size=(h, w)).transpose(2, 0, 1).astype(np.float32)
-    w1 = rng.uniform(0.1, 2.0, (h, w)).astype(np.float32)
-    w2 = rng.uniform(0.1, 2.0, (h, w)).astype(np.float32)
-    valid = rng.random((h, w)) > 0.2
-    acc.add(0, 0, p1, w1, valid)
-    acc.add(0, 0, p2, w2, valid)
-    chunks: list[tuple[int, np.ndarray]] = []
-    assert acc.flush(h, lambda r, pr, v: chunks.append((r, pr.copy()))) == int(valid.sum())
-    assert [r for r, _ in chunks] == list(range(0, h, FLUSH_ROWS))
-    assert all(pr.shape[1] <= FLUSH_ROWS for _, pr in chunks)
-    got = np.concatenate([pr for _, pr in chunks], axis=1)
-    np.testing.assert_allclose(got, (p1 * w1 + p2 * w2) / (w1 + w2), rtol=1e-5, atol=1e-6)
+    card = ModalityCard("sar", 4, mean=[0.5, 0.4, 0.3, 0.2] if to_db else [-12.0] * 4, std=[2.0, 3.0, 4.0, 5.0],
+                        to_db=to_db)
+    path = str(spacenet6 / "sar_masked.tif")
+    with AlignedReader([path], row_cache=True) as r:
+        masks: list = []
+        (native,), valid = r.read(40, 10, 120, 90, halo=3, native=True, masks=masks)
+        (flt,), _ = r.read(40, 10, 120, 90, halo=3)
+    assert masks[0] is not None and masks[0].any() and not masks[0].all()  # the sample's NaN rows
+    ref = np.nan_to_num(normalize_apply(flt, card), nan=0.0, posinf=0.0, neginf=0.0)
+    got = apply_torch(torch.from_numpy(native.copy()), card, torch.from_numpy(masks[0])).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    assert (got[:, masks[0]] == 0).all()
+
+
+@pytest.mark.parametrize("keep", ["0", "1"])
+def test_heap_threshold_pinned_once_unless_switched_off(keep: str) -> None:
+    """classify() pins glibc's mmap threshold (bounded peak memory on large rasters, see
+    core/heap.py); MMLC_KEEP_MALLOC_SETTINGS=1 leaves glibc alone."""
+    import subprocess
+    import sys
+
+    code = ("from mmlc.core.heap import pin_mmap_threshold as p; a = p(); b = p(); "
+            "print(a, b)")
+    import mmlc
+
+    env = dict(os.environ, MMLC_KEEP_MALLOC_SETTINGS=keep, PYTHONPATH=str(Path(mmlc.__file__).parent.parent))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == (["True", "True"] if keep == "0" else ["False", "False"])

@@ -27,17 +27,23 @@ def test_qml_is_a_paletted_style() -> None:
     assert entries == [("3", "water & <ice>", "#1f78b4"), ("9", "forest", "#33a02c")]
 
 
-@pytest.mark.parametrize("chunks", [[150], [7, 100, 43], [1] * 150])
-def test_streamed_rows_written_exactly(tmp_path: Path, spacenet6: Path, chunks: list[int]) -> None:
+@pytest.mark.parametrize("rows,cols,shuffle", [([150], [150], False), ([7, 100, 43], [60, 90], False),
+                                               ([1] * 150, [150], False), ([40, 70, 40], [33, 50, 67], True)])
+def test_streamed_rectangles_written_exactly(tmp_path: Path, spacenet6: Path, rows: list[int], cols: list[int],
+                                             shuffle: bool) -> None:
     grid = _grid(spacenet6)
     rng = np.random.default_rng(1)
     probs = rng.dirichlet([1, 1], size=(150, 150)).transpose(2, 0, 1).astype(np.float32)
     valid = rng.random((150, 150)) > 0.1
     out = OutputSet(grid, CLASSES, str(tmp_path / "c.tif"), confidence=str(tmp_path / "p.tif"))
-    r = 0
-    for n in chunks:
-        out.write(r, probs[:, r:r + n], valid[:, :][r:r + n])
-        r += n
+    rects = []
+    for r, h in zip(np.cumsum([0] + rows[:-1]), rows):
+        for c, w in zip(np.cumsum([0] + cols[:-1]), cols):
+            rects.append((int(r), int(c), h, w))
+    if shuffle:  # any order is fine: blocks are written when complete
+        rects = [rects[k] for k in rng.permutation(len(rects))]
+    for r, c, h, w in rects:
+        out.write(r, c, probs[:, r:r + h, c:c + w], valid[r:r + h, c:c + w])
     assert not (tmp_path / "c.tif").exists()  # nothing at the target before commit
     out.finish()
     final = out.commit()
@@ -57,17 +63,20 @@ def test_streamed_rows_written_exactly(tmp_path: Path, spacenet6: Path, chunks: 
 def test_abort_removes_temporaries(tmp_path: Path, spacenet6: Path) -> None:
     out = OutputSet(_grid(spacenet6), CLASSES, str(tmp_path / "c.tif"), confidence=str(tmp_path / "p.tif"),
                     vector=str(tmp_path / "v.gpkg"))
-    out.write(0, np.ones((2, 10, 150), np.float32), np.ones((10, 150), bool))
+    out.write(0, 0, np.ones((2, 10, 150), np.float32), np.ones((10, 150), bool))
     assert any(tmp_path.iterdir())
     out.abort()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rows_out_of_order_and_incomplete_refused(tmp_path: Path, spacenet6: Path) -> None:
+def test_overlapping_outside_and_incomplete_refused(tmp_path: Path, spacenet6: Path) -> None:
     out = OutputSet(_grid(spacenet6), CLASSES, str(tmp_path / "c.tif"))
-    with pytest.raises(RuntimeError, match="in order"):
-        out.write(5, np.ones((2, 1, 150), np.float32), np.ones((1, 150), bool))
-    with pytest.raises(RuntimeError, match="only 0 of 150"):
+    with pytest.raises(RuntimeError, match="outside"):
+        out.write(145, 0, np.ones((2, 10, 150), np.float32), np.ones((10, 150), bool))
+    out.write(0, 0, np.ones((2, 10, 150), np.float32), np.ones((10, 150), bool))
+    with pytest.raises(RuntimeError, match="overlapping"):
+        out.write(5, 0, np.ones((2, 145, 150), np.float32), np.ones((145, 150), bool))
+    with pytest.raises(RuntimeError, match="of 22500 pixels"):
         out.finish()
     out.abort()
 
