@@ -143,15 +143,18 @@ def classify(
 
     outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
     try:
-        card_full, net = build_from_file(path, dev)
-        if card_full.num_classes != card.num_classes:
-            raise ModelFileError(f"{path}: inconsistent card")
-        if dev.type == "cuda":
-            import torch
+        def load_network():  # called by the runner once the reader has started (they overlap)
+            card_full, net = build_from_file(path, dev)
+            if card_full.num_classes != card.num_classes:
+                raise ModelFileError(f"{path}: inconsistent card")
+            if dev.type == "cuda":
+                import torch
 
-            net = net.to(memory_format=torch.channels_last)
+                net = net.to(memory_format=torch.channels_last)
+            return net
+
         per_forward = batch_size if card.head_kind == "dense" else batch_size * inference.PATCHES_PER_BATCH_UNIT
-        runner = inference.Runner(net, dev, per_forward, amp, progress)
+        runner = inference.Runner(None, dev, per_forward, amp, progress, loader=load_network)
         reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")

@@ -49,25 +49,6 @@ DEFAULT_PATCH_WINDOW: int = 64
 PREFETCH: int = 2
 #: Batches of model output queued for the writer thread.
 WRITE_QUEUE: int = 2
-#: Niceness added to the reader and writer threads (Linux: per thread; elsewhere ignored), so
-#: that the model's threads get the cores first and the helpers fill the gaps between its ops.
-HELPER_NICENESS: int = 10
-
-
-def lower_thread_priority(niceness: int = HELPER_NICENESS) -> None:
-    """Lower the calling thread's scheduling priority by ``niceness`` where the OS allows it
-    per thread (Linux); a no-op elsewhere or when refused."""
-    import os
-    import sys
-
-    if niceness <= 0 or not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + niceness, 19))
-    except (OSError, AttributeError):
-        pass
-
 
 class BackgroundStage:
     """Runs ``fn(*args)`` for each call on a worker thread, in call order.
@@ -88,7 +69,6 @@ class BackgroundStage:
         self._thread.start()
 
     def _work(self) -> None:
-        lower_thread_priority()
         while True:
             item = self._queue.get()
             if item is None:
@@ -320,6 +300,7 @@ class ReadBatch:
     arrays: list[np.ndarray]
     masks: list[Optional[np.ndarray]]
     valids: list[np.ndarray]
+    keep: list[int] = field(default_factory=list)  # windows with at least one valid pixel
 
 
 def to_model_inputs(batch: ReadBatch, cards: Sequence[Any], device: Any, rows: Any = None) -> list[Any]:
@@ -387,7 +368,6 @@ class Prefetcher:
             yield run
 
     def _run(self) -> None:
-        lower_thread_priority()
         try:
             with AlignedReader(self.paths, self.ratios, self.grid, row_cache=True) as reader:
                 dtypes = reader.dtypes(native=True)
@@ -412,15 +392,21 @@ class Prefetcher:
                                 masks[m][b] = bad
                         valids.append(valid)
                     self.cpu_s += time.thread_time() - t
-                    if not self._put(ReadBatch(run, arrays, masks, valids)):
+                    keep = [b for b, v in enumerate(valids) if v.any()]
+                    if not self._put(ReadBatch(run, arrays, masks, valids, keep)):
                         return
         except BaseException as e:  # forwarded to the consumer
             self._put(e)
             return
         self._put(_END)
 
+    def start(self) -> None:
+        """Start reading (iterating starts it too)."""
+        if not self.thread.is_alive() and self.thread.ident is None:
+            self.thread.start()
+
     def __iter__(self) -> Iterator[ReadBatch]:
-        self.thread.start()
+        self.start()
         while True:
             t = time.perf_counter()
             item = self.queue.get()
@@ -443,6 +429,8 @@ class Runner:
     """Runs the model on batches on ``device`` (inference mode, channels_last, autocast).
 
     On a CUDA out-of-memory error the batch is halved and the run continues (down to 1).
+    ``model`` may be None with a ``loader`` that builds it: it is then built by :meth:`start`
+    or at the first batch, so that building it overlaps the reader's first windows.
     """
 
     model: Any
@@ -450,7 +438,15 @@ class Runner:
     batch: int
     autocast: Any = None  # torch dtype or None
     progress: Progress = field(default_factory=NullProgress)
+    loader: Optional[Callable[[], Any]] = None
     forward_s: float = 0.0
+
+    def start(self) -> None:
+        """Build the model now if it is still to be built."""
+        if self.model is None:
+            if self.loader is None:
+                raise ValueError("Runner needs a model or a loader")
+            self.model = self.loader()
 
     def __call__(self, inputs: Sequence[Any]) -> np.ndarray:
         """Softmax probabilities (float32 numpy) for a batch: model-ready tensors (on the device)
@@ -480,6 +476,7 @@ class Runner:
     def _forward(self, xs: Sequence[Any]) -> np.ndarray:
         import torch
 
+        self.start()
         t0 = time.perf_counter()
         with torch.inference_mode():
             ts = []
@@ -542,9 +539,11 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     stage = _stage(blender.add_batch, background)
     done = 0
     try:
+        pre.start()
+        runner.start()  # builds the network while the reader fills its first batches
         for item in pre:
             check_cancel(progress)
-            keep = [k for k, v in enumerate(item.valids) if v.any()]
+            keep = item.keep
             probs = None
             if keep:
                 with torch.inference_mode():
@@ -590,6 +589,8 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
     stage = _stage(blender.add, background)
     try:
+        pre.start()
+        runner.start()  # builds the network while the reader fills its first batches
         for n, item in enumerate(pre):
             w, valid = item.windows[0], item.valids[0]
             ri, ci = np.nonzero(valid)
