@@ -538,31 +538,23 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch)
     stage = _stage(blender.add_batch, background)
     done = 0
-    try:
-        pre.start()
-        runner.start()  # builds the network while the reader fills its first batches
-        for item in pre:
-            check_cancel(progress)
-            keep = item.keep
-            probs = None
-            if keep:
-                with torch.inference_mode():
-                    xs = to_model_inputs(item, card.modalities, runner.device,
-                                         None if len(keep) == len(item.windows) else keep)
-                probs = runner(xs)
-                _check_logits(probs, (card.num_classes, tile, tile), card)
-            stage([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
-            done += len(item.windows)
-            progress.set_fraction(done / len(windows))
-        stage.close()
-    except BaseException:
-        stage.cancel()
-        raise
-    finally:
-        pre.close()
-    stats.wait_s, stats.read_cpu_s, stats.write_cpu_s = pre.wait_s, pre.cpu_s, stage.cpu_s
-    stats.valid_pixels = blender.valid_pixels
-    return stats
+
+    def one_batch(item: ReadBatch) -> None:
+        nonlocal done
+        check_cancel(progress)
+        keep = item.keep
+        probs = None
+        if keep:
+            with torch.inference_mode():
+                xs = to_model_inputs(item, card.modalities, runner.device,
+                                     None if len(keep) == len(item.windows) else keep)
+            probs = runner(xs)
+            _check_logits(probs, (card.num_classes, tile, tile), card)
+        stage([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
+        done += len(item.windows)
+        progress.set_fraction(done / len(windows))
+
+    return _drive(pre, runner, stage, blender, one_batch, stats)
 
 
 def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
@@ -588,36 +580,54 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
     stage = _stage(blender.add, background)
+    done = 0
+
+    def one_window(item: ReadBatch) -> None:
+        nonlocal done
+        w, valid = item.windows[0], item.valids[0]
+        ri, ci = np.nonzero(valid)
+        probs = None
+        if ri.size:
+            probs = np.zeros((card.num_classes, w.rows, w.cols), np.float32)
+            with torch.inference_mode():
+                views = []
+                for t, m in zip(to_model_inputs(item, card.modalities, runner.device), card.modalities):
+                    k, p, anc = m.grid_ratio, m.patch_size, m.patch_anchor
+                    off = k * halo - anc
+                    views.append(t[0, :, off:, off:].unfold(1, p, k).unfold(2, p, k))  # (C, nR, nC, p, p)
+                ri_t = torch.from_numpy(ri).to(runner.device)
+                ci_t = torch.from_numpy(ci).to(runner.device)
+                s = 0
+                while s < ri.size:
+                    check_cancel(progress)
+                    chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
+                    sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
+                    batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous() for v in views]
+                    out = runner(batch)
+                    _check_logits(out, (card.num_classes,), card)
+                    probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
+                    s += chunk
+        stage(w.i, w.j, probs, valid)
+        done += 1
+        progress.set_fraction(done / len(windows))
+        check_cancel(progress)
+
+    return _drive(pre, runner, stage, blender, one_window, stats)
+
+
+def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
+           step: Callable[[ReadBatch], None], stats: InferenceStats) -> InferenceStats:
+    """Run ``step`` on every batch the reader delivers; start and stop the three threads together.
+
+    The network is built while the reader fills its first batches. On success the writer is
+    drained (its errors raised); on any error or cancel it drops what is queued and stops, and
+    the reader stops in every case, so no thread outlives the run.
+    """
     try:
         pre.start()
-        runner.start()  # builds the network while the reader fills its first batches
-        for n, item in enumerate(pre):
-            w, valid = item.windows[0], item.valids[0]
-            ri, ci = np.nonzero(valid)
-            probs = None
-            if ri.size:
-                probs = np.zeros((card.num_classes, w.rows, w.cols), np.float32)
-                with torch.inference_mode():
-                    views = []
-                    for t, m in zip(to_model_inputs(item, card.modalities, runner.device), card.modalities):
-                        k, p, anc = m.grid_ratio, m.patch_size, m.patch_anchor
-                        off = k * halo - anc
-                        views.append(t[0, :, off:, off:].unfold(1, p, k).unfold(2, p, k))  # (C, nR, nC, p, p)
-                    ri_t = torch.from_numpy(ri).to(runner.device)
-                    ci_t = torch.from_numpy(ci).to(runner.device)
-                    s = 0
-                    while s < ri.size:
-                        check_cancel(progress)
-                        chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
-                        sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
-                        batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous() for v in views]
-                        out = runner(batch)
-                        _check_logits(out, (card.num_classes,), card)
-                        probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
-                        s += chunk
-            stage(w.i, w.j, probs, valid)
-            progress.set_fraction((n + 1) / len(windows))
-            check_cancel(progress)
+        runner.start()
+        for item in pre:
+            step(item)
         stage.close()
     except BaseException:
         stage.cancel()
