@@ -34,6 +34,7 @@ from .errors import InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
 from .modelfile import ModelCard
+from .patches import halo_for
 from .progress import NullProgress, Progress, check_cancel
 
 #: A sink receives finished rectangles: (row0, col0, probabilities (K, h, w) float32, valid (h, w)).
@@ -164,12 +165,9 @@ def ramp_weights(length: int, ramp_in: int, ramp_out: int) -> np.ndarray:
 
 
 def patch_halo(cards: Sequence[Any]) -> int:
-    """Halo (output pixels) a window needs so that every pixel's patch lies in the read block."""
-    h = 0
-    for m in cards:
-        k, a, p = int(m.grid_ratio), int(m.patch_anchor), int(m.patch_size)
-        h = max(h, -(-a // k), -(-(p - a) // k) - 1)
-    return h
+    """Halo (output pixels) a window needs so that every pixel's patch lies in the read block
+    (:func:`.patches.halo_for` over the modalities)."""
+    return max((halo_for(int(m.patch_size), int(m.patch_anchor), int(m.grid_ratio)) for m in cards), default=0)
 
 
 # --- blending --------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .patches import PatchCutter
+
 IGNORE = 255
 
 
@@ -169,7 +171,8 @@ class PatchSampler:
     """One centred patch per modality and labelled pixel (patch models).
 
     The patch of target pixel (r, c) in modality i starts at (ratio_i*r - anchor_i,
-    ratio_i*c - anchor_i) in that modality's pixels; arrays are padded once with reflect-101.
+    ratio_i*c - anchor_i) in that modality's pixels (:mod:`.patches`, which pads each image once
+    with reflect-101).
     ``which`` selects the ``train`` or ``val`` pixels.
     """
 
@@ -191,14 +194,7 @@ class PatchSampler:
         ratios = self.scenes[0].ratios if self.scenes else [1] * len(self.sizes)
         centred = all(2 * a + r == p for a, r, p in zip(self.anchors, ratios, self.sizes))
         self.do_augment = augment and centred
-        self._margins = [(a, max(0, p - a - r)) for a, r, p in zip(self.anchors, ratios, self.sizes)]
-        self._padded = []
-        for s in self.scenes:
-            padded = []
-            for a, (before, after) in zip(s.arrays, self._margins):
-                mode = "reflect" if min(a.shape[-2:]) > 1 else "edge"
-                padded.append(np.pad(a, ((0, 0), (before, after), (before, after)), mode=mode))
-            self._padded.append(padded)
+        self._cutters = [PatchCutter(s.arrays, self.sizes, self.anchors, s.ratios) for s in self.scenes]
         index = []
         for si, s in enumerate(self.scenes):
             mask = getattr(s, which)
@@ -215,10 +211,7 @@ class PatchSampler:
     def item(self, epoch: int, index: int) -> tuple[list[np.ndarray], np.ndarray]:
         si, r, c = (int(v) for v in self.index[index])
         s = self.scenes[si]
-        arrays = []
-        for a, ratio, size, (before, _) in zip(self._padded[si], s.ratios, self.sizes, self._margins):
-            r0, c0 = ratio * r - self.anchors[len(arrays)] + before, ratio * c - self.anchors[len(arrays)] + before
-            arrays.append(a[:, r0:r0 + size, c0:c0 + size])
+        arrays = [p[0] for p in self._cutters[si].cut(np.array([r]), np.array([c]))]
         label = np.asarray(s.target[r, c], np.int64)
         if self.do_augment:
             arrays, _ = augment(arrays, None, item_rng(self.seed, epoch, index))

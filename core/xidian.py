@@ -7,7 +7,7 @@ covers MS pixel (r, c)) and label grids at MS resolution, ``train.npy`` / ``test
 
 :class:`PatchCutter` pads each image ONCE with reflect-101 and gathers the patches of many
 pixels in one indexing operation on a strided window view (no per-pixel read). Its geometry is
-the engine's ``ModalitySpec`` convention (``models/registry.py``): the patch of MS pixel (r, c)
+the engine's ``ModalitySpec`` convention (:mod:`.patches`): the patch of MS pixel (r, c)
 starts at (r - 7, c - 7) in MS pixels and at (4r - 28, 4c - 28) in PAN pixels (DAS2F: 16x16 and
 64x64, i.e. padding 7/8 and 28/32 as in spec section 1).
 """
@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import patches
 from .datasets import read_label_array
 from .errors import GridError, InputError
 from .io import open_raster
@@ -120,14 +121,8 @@ def minmax_normalise(x: np.ndarray) -> np.ndarray:
     return (x - lo) / max(hi - lo, 1e-12)
 
 
-def _pad_reflect101(a: np.ndarray, before: int, after: int) -> np.ndarray:
-    """Pad the last two axes of (C, H, W) by reflect-101 (numpy ``reflect``; ``edge`` for 1-px axes)."""
-    mode = "reflect" if min(a.shape[-2:]) > 1 else "edge"
-    return np.pad(a, ((0, 0), (before, after), (before, after)), mode=mode)
-
-
 class PatchCutter:
-    """Cut centred MS and PAN patches around MS pixels, vectorised (pad once, gather per batch).
+    """Cut centred MS and PAN patches around MS pixels (:class:`.patches.PatchCutter` for the pair).
 
     ``cut(rows, cols)`` returns ``ms`` (N, C, ms_patch, ms_patch) and ``pan``
     (N, C_pan, pan_patch, pan_patch) in the arrays' dtype; the patch of MS pixel (r, c) starts at
@@ -145,25 +140,12 @@ class PatchCutter:
         if not (0 <= ms_anchor < ms_patch and 0 <= pan_anchor < pan_patch):
             raise ValueError("patch anchors must lie inside their patches")
         self.shape = (h, w)
-        self.ratio, self.ms_patch, self.pan_patch = ratio, ms_patch, pan_patch
-        self._ms = _pad_reflect101(ms, ms_anchor, ms_patch - 1 - ms_anchor)
-        self._pan = _pad_reflect101(pan, pan_anchor, pan_patch - ratio - pan_anchor)
-        win = np.lib.stride_tricks.sliding_window_view
-        # (H, W, C, P, P) views of all windows; indexing them copies only the requested patches
-        self._ms_win = win(self._ms, (ms_patch, ms_patch), axis=(1, 2)).transpose(1, 2, 0, 3, 4)
-        self._pan_win = win(self._pan, (pan_patch, pan_patch), axis=(1, 2)).transpose(1, 2, 0, 3, 4)
+        self._cutter = patches.PatchCutter([ms, pan], [ms_patch, pan_patch], [ms_anchor, pan_anchor], [1, ratio])
 
     def cut(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Patches of MS pixels (rows[i], cols[i]); raises InputError for a pixel outside the image."""
-        rows = np.asarray(rows, dtype=np.int64).ravel()
-        cols = np.asarray(cols, dtype=np.int64).ravel()
-        if rows.shape != cols.shape:
-            raise InputError(f"rows and cols differ in length ({rows.size} vs {cols.size})")
-        h, w = self.shape
-        if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w):
-            raise InputError(f"pixel coordinates must lie in the {h}x{w} MS image")
-        k = self.ratio
-        return self._ms_win[rows, cols], self._pan_win[k * rows, k * cols]
+        ms, pan = self._cutter.cut(rows, cols)
+        return ms, pan
 
 
 def cut_patches(ms: np.ndarray, pan: np.ndarray, rows: np.ndarray, cols: np.ndarray, ms_patch: int = 16,
