@@ -5,7 +5,11 @@ Float32 dB with a NaN strip), on the same UTM grid. Model: a small fully-convolu
 (4 conv3x3 layers, 16 channels: forward-dominated like a real segmentation net, but cheap
 enough for a 2-core CPU). The bare forward runs the same number of tiles at the same batch size
 on pre-built tensors; the ratio total/forward is the engine's overhead (target <= 1.10).
-Prints one line per measure.  Usage: PYTHONPATH=build/pkg python bench/bench_inference.py
+``--model asanet-demo`` runs the shipped ASANet instead (ConvNeXt-V2 atto twins + UPerNet 64,
+2.45 GMAC per 256 x 256 tile vs 0.50 for the toy net) on a 10-band UInt16 optical + 2-band SAR
+raster; ``--width 64`` makes the toy net 7.45 GMAC per tile.
+Prints one line per measure.
+Usage: PYTHONPATH=build/pkg python bench/bench_inference.py [--repeat 9] [--width 16] [--model asanet-demo]
 """
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mmlc.core.builtin import resolve_model
 from mmlc.core.classes import default_classes
 from mmlc.core.classify import classify
 from mmlc.core.inference import tile_starts
-from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
+from mmlc.core.modelfile import ModalityCard, ModelCard, build_from_file, save_model_file
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
 from osgeo import gdal, osr
 from timing import timed_ratio
@@ -28,6 +33,7 @@ SIZE, TILE, OVERLAP, BATCH = 2048, 256, 32, 4
 #: conv width of the benchmark net; ``--width 64`` gives a forward pass ~16x heavier (closer to a
 #: real segmentation network), where the engine's fixed costs matter less.
 REPEAT = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 9
+MODEL = sys.argv[sys.argv.index("--model") + 1] if "--model" in sys.argv else None
 WIDTH = int(sys.argv[sys.argv.index("--width") + 1]) if "--width" in sys.argv else 16
 
 
@@ -61,10 +67,13 @@ def write_raster(path: Path, bands: int, dtype: int, size: int, fill) -> str:
     return str(path)
 
 
-def make_inputs(folder: Path, size: int) -> list[str]:
+def make_inputs(folder: Path, size: int, optical_bands: int = 3) -> list[str]:
+    """Optical (3-band Byte, or ``optical_bands`` UInt16 reflectances x 10^4 when more than 3)
+    and SAR (2-band Float32 dB with a NaN strip) on the same UTM grid."""
     def optical(r: int, n: int, w: int, b: int) -> np.ndarray:
         y, x = np.mgrid[r:r + n, 0:w]
-        return ((np.sin(x / 37.0 + b) + np.cos(y / 23.0)) * 60 + 128).astype(np.uint8)
+        v = (np.sin(x / 37.0 + b) + np.cos(y / 23.0)) * 60 + 128
+        return v.astype(np.uint8) if optical_bands <= 3 else (v * 12).astype(np.uint16)
 
     def sar(r: int, n: int, w: int, b: int) -> np.ndarray:
         y, x = np.mgrid[r:r + n, 0:w]
@@ -72,7 +81,8 @@ def make_inputs(folder: Path, size: int) -> list[str]:
         a[(y < w // 16)] = np.nan
         return a
 
-    return [write_raster(folder / "optical.tif", 3, gdal.GDT_Byte, size, optical),
+    return [write_raster(folder / "optical.tif", optical_bands,
+                         gdal.GDT_Byte if optical_bands <= 3 else gdal.GDT_UInt16, size, optical),
             write_raster(folder / "sar.tif", 2, gdal.GDT_Float32, size, sar)]
 
 
@@ -82,22 +92,30 @@ def main() -> None:
                        lambda b: {"in_channels": list(b)}))
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        inputs = make_inputs(d, SIZE)
-        net = BenchFCN([3, 2], 4).eval()
-        card = ModelCard("bench_fcn", {"in_channels": [3, 2], "num_classes": 4}, "dense",
-                         [ModalityCard("optical", 3, mean=[128.0] * 3, std=[50.0] * 3),
-                          ModalityCard("sar", 2, mean=[-12.0] * 2, std=[5.0] * 2)],
-                         default_classes([1, 2, 3, 4]), tile_size=TILE, overlap=OVERLAP)
-        model = save_model_file(d / "bench.mmlc", card, net.state_dict())
+        if MODEL:
+            model = resolve_model(MODEL)
+            card, net = build_from_file(model, torch.device("cpu"))
+            bands = [m.bands for m in card.modalities]
+            what = f"{MODEL} ({card.architecture})"
+        else:
+            bands = [3, 2]
+            net = BenchFCN(bands, 4).eval()
+            card = ModelCard("bench_fcn", {"in_channels": bands, "num_classes": 4}, "dense",
+                             [ModalityCard("optical", 3, mean=[128.0] * 3, std=[50.0] * 3),
+                              ModalityCard("sar", 2, mean=[-12.0] * 2, std=[5.0] * 2)],
+                             default_classes([1, 2, 3, 4]), tile_size=TILE, overlap=OVERLAP)
+            model = save_model_file(d / "bench.mmlc", card, net.state_dict())
+            what = f"BenchFCN 4x conv3x3 width {WIDTH}"
+        inputs = make_inputs(d, SIZE, bands[0])
         n_tiles = len(tile_starts(SIZE, TILE, OVERLAP)) ** 2
         # bare forward: same tiles, same batch, tensors built beforehand
-        xs = [torch.randn(BATCH, 3, TILE, TILE), torch.randn(BATCH, 2, TILE, TILE)]
+        xs = [torch.randn(BATCH, b, TILE, TILE) for b in bands]
 
         def bare_forward() -> None:
             with torch.inference_mode():
                 for i in range(0, n_tiles, BATCH):
                     b = min(BATCH, n_tiles - i)
-                    torch.softmax(net(xs[0][:b], xs[1][:b]), 1)
+                    torch.softmax(net(*[x[:b] for x in xs]), 1)
 
         runs = []
 
@@ -107,8 +125,7 @@ def main() -> None:
 
         bare, total, ratio = timed_ratio(bare_forward, run_classify, repeat=REPEAT)
         res = sorted(runs[1:], key=lambda r: r.seconds)[len(runs[1:]) // 2]
-        print(f"machine: {sys.platform}, torch threads {torch.get_num_threads()}, model BenchFCN 4x conv3x3 "
-              f"width {WIDTH}, raster {SIZE}x{SIZE} two inputs, tile {TILE} overlap {OVERLAP} batch {BATCH}")
+        print(f"machine: {sys.platform}, torch threads {torch.get_num_threads()}, model {what}, raster {SIZE}x{SIZE} two inputs, tile {TILE} overlap {OVERLAP} batch {BATCH}")
         print(f"tiles: {res.tiles} (bare forward on {n_tiles})")
         print(f"bare_forward_s: {bare:.2f}")
         print(f"repeats: {REPEAT} pairs in alternating order after one warm-up each (medians)")

@@ -98,8 +98,9 @@ def classify(
     (default: the card's); for patch models tile_size is the window side (overlap unused).
     batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
-    ``fp32``, ``bf16``, ``fp16``. background_writer: blend and write on a separate thread while
-    the model runs (faster; False does it between forward passes). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    ``fp32``, ``bf16``, ``fp16``. background_writer: read, and blend + write, on two threads of
+    their own while the model runs (default); False does everything on the calling thread,
+    between forward passes (no competition for the cores; see docs/benchmarks.md). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
     from . import inference

@@ -1,14 +1,15 @@
 """Keep freed memory from piling up in glibc's heap during long tiled runs.
 
 glibc serves allocations above its mmap threshold (128 KiB at start) with ``mmap`` and returns
-them to the system on ``free``; but each time such a block is freed, glibc raises the threshold
-to that block's size (up to 32 MiB), so later strips, batches and tiles of that size come from
-the heap instead, where freed space interleaved with live data is not returned. Measured here
-(docs/benchmarks.md): classifying 8192 x 8192 pixels peaked 37 MB higher than the engine's own
-allocations (tracemalloc) because of that; with the threshold pinned the peak follows the
-allocations. :func:`pin_mmap_threshold` pins it (which also stops the adjustment) once per
-process. It changes only where large blocks live, not what is allocated; set the environment
-variable ``MMLC_KEEP_MALLOC_SETTINGS=1`` to leave glibc untouched.
+them to the system on ``free``; each time such a block is freed, glibc raises the threshold to
+that block's size (up to 32 MiB) and its heap-trim threshold to twice that, so freed strips,
+batches and tiles stay in the heap. Measured here (docs/benchmarks.md): classifying 8192 x 8192
+pixels peaked 37 MB above the engine's own allocations (tracemalloc). :func:`pin_mmap_threshold`
+sets the threshold once per process, which stops both adjustments (the heap top is trimmed
+again). The value is a trade-off, measured on the same machine: 4 MiB bounds the peak best
+(8192^2 / 1024^2 = 1.08) but maps every activation of 4 MiB or more afresh, and the page faults
+made ASANet's forward pass ~40 % slower; 32 MiB (the most glibc itself would reach) gives 1.13
+with no measurable slowdown. Set ``MMLC_KEEP_MALLOC_SETTINGS=1`` to leave glibc untouched.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import sys
 #: glibc's ``M_MMAP_THRESHOLD`` parameter number for ``mallopt``.
 _M_MMAP_THRESHOLD = -3
 #: Blocks from this size up are mapped (and unmapped on free).
-MMAP_THRESHOLD_BYTES = 4 << 20
+MMAP_THRESHOLD_BYTES = 32 << 20
 
 _done: bool | None = None
 

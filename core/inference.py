@@ -324,7 +324,8 @@ _END = object()
 
 
 class Prefetcher:
-    """Read, normalise and stack batches of ``group`` windows in a background thread.
+    """Read and stack batches of ``group`` windows in a background thread (``threaded``) or, when
+    not, on the iterating thread as it asks for them.
 
     The thread opens its own :class:`AlignedReader` (GDAL handles are not shared across threads)
     with its row cache on (windows come in row order, so each input block is decoded once);
@@ -336,7 +337,8 @@ class Prefetcher:
     """
 
     def __init__(self, paths: Sequence[str], ratios: Sequence[int], grid: Grid, cards: Sequence[Any],
-                 windows: Sequence[Window], group: int = 1, depth: int = PREFETCH) -> None:
+                 windows: Sequence[Window], group: int = 1, depth: int = PREFETCH, threaded: bool = True) -> None:
+        self.threaded = threaded
         self.paths, self.ratios, self.grid, self.cards = list(paths), list(ratios), grid, list(cards)
         self.windows = list(windows)
         self.group = max(int(group), 1)
@@ -365,45 +367,51 @@ class Prefetcher:
         if run:
             yield run
 
+    def _read_batches(self) -> Iterator[ReadBatch]:
+        """Read the windows batch by batch (on whichever thread iterates)."""
+        with AlignedReader(self.paths, self.ratios, self.grid, row_cache=True) as reader:
+            dtypes = reader.dtypes(native=True)
+            for run in self._batches():
+                t = time.thread_time()
+                w0 = run[0]
+                n = len(run)
+                arrays = [np.empty((n, c.bands, k * (w0.rows + 2 * w0.halo), k * (w0.cols + 2 * w0.halo)), dt)
+                          for c, k, dt in zip(self.cards, self.ratios, dtypes)]
+                masks: list[Optional[np.ndarray]] = [None] * len(arrays)
+                valids = []
+                for b, win in enumerate(run):
+                    got: list = []
+                    _, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo,
+                                           out=[a[b] for a in arrays], native=True, masks=got)
+                    for m, bad in enumerate(got):
+                        if bad is not None:
+                            if masks[m] is None:
+                                masks[m] = np.zeros((n,) + arrays[m].shape[2:], bool)
+                            masks[m][b] = bad
+                    valids.append(valid)
+                keep = [b for b, v in enumerate(valids) if v.any()]
+                self.cpu_s += time.thread_time() - t
+                yield ReadBatch(run, arrays, masks, valids, keep)
+
     def _run(self) -> None:
         try:
-            with AlignedReader(self.paths, self.ratios, self.grid, row_cache=True) as reader:
-                dtypes = reader.dtypes(native=True)
-                for run in self._batches():
-                    if self.stop.is_set():
-                        return
-                    t = time.thread_time()
-                    w0 = run[0]
-                    n = len(run)
-                    arrays = [np.empty((n, c.bands, k * (w0.rows + 2 * w0.halo), k * (w0.cols + 2 * w0.halo)), dt)
-                              for c, k, dt in zip(self.cards, self.ratios, dtypes)]
-                    masks: list[Optional[np.ndarray]] = [None] * len(arrays)
-                    valids = []
-                    for b, win in enumerate(run):
-                        got: list = []
-                        _, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo,
-                                               out=[a[b] for a in arrays], native=True, masks=got)
-                        for m, bad in enumerate(got):
-                            if bad is not None:
-                                if masks[m] is None:
-                                    masks[m] = np.zeros((n,) + arrays[m].shape[2:], bool)
-                                masks[m][b] = bad
-                        valids.append(valid)
-                    self.cpu_s += time.thread_time() - t
-                    keep = [b for b, v in enumerate(valids) if v.any()]
-                    if not self._put(ReadBatch(run, arrays, masks, valids, keep)):
-                        return
+            for batch in self._read_batches():
+                if self.stop.is_set() or not self._put(batch):
+                    return
         except BaseException as e:  # forwarded to the consumer
             self._put(e)
             return
         self._put(_END)
 
     def start(self) -> None:
-        """Start reading (iterating starts it too)."""
-        if not self.thread.is_alive() and self.thread.ident is None:
+        """Start reading (iterating starts it too); a no-op when reading inline."""
+        if self.threaded and not self.thread.is_alive() and self.thread.ident is None:
             self.thread.start()
 
     def __iter__(self) -> Iterator[ReadBatch]:
+        if not self.threaded:
+            yield from self._read_batches()
+            return
         self.start()
         while True:
             t = time.perf_counter()
@@ -522,8 +530,9 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
               progress: Progress, background: bool = True) -> InferenceStats:
     """Dense path: overlapping tiles, blended probabilities, finished pixels streamed to ``sink``.
 
-    background: blend and write on a writer thread (:class:`BackgroundStage`) while the calling
-    thread runs the model; False does everything on the calling thread.
+    background: read on a reader thread and blend + write on a writer thread
+    (:class:`BackgroundStage`) while the calling thread runs the model; False does everything on
+    the calling thread.
     """
     import torch
 
@@ -533,7 +542,8 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile),
                           grid.width, sink)
     stats = InferenceStats(tiles=len(windows))
-    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch)
+    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
+                     threaded=background)
     stage = _stage(blender.add_batch, background)
     done = 0
 
@@ -576,7 +586,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile),
                           grid.width, sink)
     stats = InferenceStats(tiles=len(windows))
-    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows)
+    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background)
     stage = _stage(blender.add, background)
     done = 0
 

@@ -291,3 +291,19 @@ def test_heap_threshold_pinned_once_unless_switched_off(keep: str) -> None:
     env = dict(os.environ, MMLC_KEEP_MALLOC_SETTINGS=keep, PYTHONPATH=str(Path(mmlc.__file__).parent.parent))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == (["True", "True"] if keep == "0" else ["False", "False"])
+
+
+@pytest.mark.parametrize("kind", ["dense", "patch"])
+def test_serial_mode_equals_threaded_mode(tmp_path: Path, spacenet6: Path, kind: str) -> None:
+    """background_writer=False (read, model, blend and write on one thread) gives the same map."""
+    if kind == "dense":
+        model = make_dense_model(tmp_path / "m.mmlc")
+        ins = [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")]
+    else:
+        model = make_patch_model(tmp_path / "m.mmlc")
+        ms = spacenet6 / "ms1_2m_uint16.tif"
+        ins = [str(ms), str(exact_pan(spacenet6 / "pan1.tif", ms, tmp_path / "pan.tif"))]
+    a = classify(model, ins, str(tmp_path / "a.tif"), device="cpu")
+    b = classify(model, ins, str(tmp_path / "b.tif"), device="cpu", background_writer=False)
+    np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
+    assert a.valid_pixels == b.valid_pixels > 0 and b.read_cpu_seconds > 0
