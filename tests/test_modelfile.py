@@ -131,3 +131,20 @@ def test_failed_save_leaves_previous_file_and_no_temp(saved):
         save_model_file(path, _card(), {"w": "not a tensor"})  # type: ignore[dict-item]
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_built_on_meta_then_assigned_equals_a_plainly_built_network() -> None:
+    """build_from_file skips the random initialisation (meta device + assign): same network."""
+    from mmlc.core.builtin import resolve_model
+    from mmlc.models import build_model
+
+    path = resolve_model("hfdnet-demo")
+    card, net = build_from_file(path, torch.device("cpu"))
+    _, tensors = load_model_file(path)
+    plain = build_model(card.architecture, **card.build_kwargs)
+    plain.load_state_dict(tensors, strict=True)
+    plain.eval()
+    assert not net.training and all(t.device.type == "cpu" for t in [*net.parameters(), *net.buffers()])
+    x = torch.randn(1, 2, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), plain(x))
