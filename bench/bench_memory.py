@@ -74,7 +74,7 @@ def main() -> None:
         srcs = {size: write_raster(Path(tmp) / f"in{size}.tif", 3, gdal.GDT_Byte, size, pattern)
                 for size in (1024, 8192)}
         for writer in ("1", "0"):
-            tag = "background_writer" if writer == "1" else "inline_writer"
+            tag = "threaded" if writer == "1" else "serial"
             results = {}
             for size, src in srcs.items():
                 p = subprocess.run([sys.executable, "-c", CHILD, src, str(Path(tmp) / f"out{size}{writer}.tif"), writer],
