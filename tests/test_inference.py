@@ -307,3 +307,24 @@ def test_serial_mode_equals_threaded_mode(tmp_path: Path, spacenet6: Path, kind:
     b = classify(model, ins, str(tmp_path / "b.tif"), device="cpu", background_writer=False)
     np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
     assert a.valid_pixels == b.valid_pixels > 0 and b.read_cpu_seconds > 0
+
+
+@pytest.mark.parametrize("kind", ["dense", "patch"])
+def test_reader_side_normalisation_equals_model_side(tmp_path: Path, spacenet6: Path, kind: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the reader normalises (numpy); on a GPU the model's side does (torch): same map."""
+    import mmlc.core.inference as inference
+
+    if kind == "dense":
+        model = make_dense_model(tmp_path / "m.mmlc")
+        ins = [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")]
+    else:
+        model = make_patch_model(tmp_path / "m.mmlc")
+        ms = spacenet6 / "ms1_2m_uint16.tif"
+        ins = [str(ms), str(exact_pan(spacenet6 / "pan1.tif", ms, tmp_path / "pan.tif"))]
+    a = classify(model, ins, str(tmp_path / "a.tif"), confidence=str(tmp_path / "ac.tif"), device="cpu")
+    monkeypatch.setattr(inference, "NORMALISE_IN_READER_ON_CPU", False)
+    b = classify(model, ins, str(tmp_path / "b.tif"), confidence=str(tmp_path / "bc.tif"), device="cpu")
+    np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
+    np.testing.assert_allclose(gdal.Open(a.confidence).ReadAsArray(), gdal.Open(b.confidence).ReadAsArray(),
+                               atol=1e-5)
