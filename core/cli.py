@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from .errors import MmlcError
+from .errors import MmlcError, NetworkError
 from .progress import NullProgress
 
 # Processing parameter ids per operation: (id, type, help). Type "flag" = store_true.
@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
         print(f"error: {e}", file=sys.stderr)
         return int(e.exit_code)
-    except ValueError as e:  # a network's own input checks (models/ raises ValueError, not core errors)
+    except NetworkError as e:  # a network's own input checks (models/ cannot raise core errors)
         progress.close()
         print(f"error: the network refused its inputs: {e}", file=sys.stderr)
         return 2

@@ -4,6 +4,13 @@ Every message says what is wrong *and* what to do about it, because it reaches a
 """
 from __future__ import annotations
 
+# A network refusing its options or inputs: ``models/`` raises it (a ``ValueError``, not an
+# MmlcError, since ``models/`` does not depend on ``core/``); ui/ and the CLI report it like an
+# input error.
+from ..models.errors import NetworkError
+
+__all__ = ["MmlcError", "InputError", "GridError", "ModelFileError", "OutputError", "Cancelled", "NetworkError"]
+
 
 class MmlcError(Exception):
     """Base class of every error the core raises on purpose."""

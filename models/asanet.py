@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .convnextv2 import VARIANTS, ConvNeXtV2, convnextv2, variant_name
+from .errors import NetworkError
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 from .upernet import FCNHead, UPerHead
 
@@ -65,7 +66,7 @@ class BatchNorm1x1(nn.BatchNorm2d):
     def __init__(self, num_features: int, single_sample: str = "running") -> None:
         super().__init__(num_features)
         if single_sample not in ("running", "error"):
-            raise ValueError(f"single_sample must be 'running' or 'error', got {single_sample!r}")
+            raise NetworkError(f"single_sample must be 'running' or 'error', got {single_sample!r}")
         self.single_sample = single_sample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,13 +176,13 @@ class ASANet(nn.Module):
                  cfm_single_sample_bn: str = "running", pretrained: str | None = None) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"ASANet needs at least 2 classes, got num_classes={num_classes}")
+            raise NetworkError(f"ASANet needs at least 2 classes, got num_classes={num_classes}")
         if optical_channels < 1 or sar_channels < 1:
-            raise ValueError(f"ASANet needs >= 1 optical and >= 1 SAR band, got {optical_channels} and {sar_channels}")
+            raise NetworkError(f"ASANet needs >= 1 optical and >= 1 SAR band, got {optical_channels} and {sar_channels}")
         if fusion not in ("cfm", "add"):
-            raise ValueError(f"fusion must be 'cfm' (paper) or 'add' (pixel-wise addition ablation), got {fusion!r}")
+            raise NetworkError(f"fusion must be 'cfm' (paper) or 'add' (pixel-wise addition ablation), got {fusion!r}")
         if pad_multiple < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+            raise NetworkError(f"pad_multiple must be >= 1, got {pad_multiple}")
         self.num_classes = num_classes
         self.optical_channels = optical_channels
         self.sar_channels = sar_channels
@@ -211,7 +212,7 @@ class ASANet(nn.Module):
         targets = {"optical": self.backbone_optical, "sar": self.backbone_sar}
         unknown = [b for b in branches if b not in targets]
         if unknown:
-            raise ValueError(f"unknown branch(es) {unknown}; use 'optical' and/or 'sar'")
+            raise NetworkError(f"unknown branch(es) {unknown}; use 'optical' and/or 'sar'")
         prepared = {b: prepare_convnextv2_state(targets[b], state) for b in branches}  # validate all first
         return {b: load_convnextv2_weights(targets[b], prepared[b]) for b in branches}
 
@@ -232,16 +233,16 @@ class ASANet(nn.Module):
 
     def _check_inputs(self, optical: torch.Tensor, sar: torch.Tensor) -> None:
         if optical.ndim != 4 or sar.ndim != 4:
-            raise ValueError(f"ASANet expects (B, C, H, W) tensors, got {tuple(optical.shape)} and {tuple(sar.shape)}")
+            raise NetworkError(f"ASANet expects (B, C, H, W) tensors, got {tuple(optical.shape)} and {tuple(sar.shape)}")
         if optical.shape[1] != self.optical_channels or sar.shape[1] != self.sar_channels:
-            raise ValueError(f"ASANet was built for {self.optical_channels} optical and {self.sar_channels} SAR "
+            raise NetworkError(f"ASANet was built for {self.optical_channels} optical and {self.sar_channels} SAR "
                              f"bands but got {optical.shape[1]} and {sar.shape[1]}; rebuild the model with "
                              "optical_channels/sar_channels matching the rasters")
         if optical.shape[0] != sar.shape[0] or optical.shape[-2:] != sar.shape[-2:]:
-            raise ValueError(f"optical {tuple(optical.shape)} and SAR {tuple(sar.shape)} tiles must share batch "
+            raise NetworkError(f"optical {tuple(optical.shape)} and SAR {tuple(sar.shape)} tiles must share batch "
                              "size and height/width (resample SAR onto the optical grid first)")
         if min(optical.shape[-2:]) < 32 and self.pad_multiple < 32:
-            raise ValueError(f"tiles must be at least 32x32 pixels (total stride 32), got {tuple(optical.shape[-2:])}")
+            raise NetworkError(f"tiles must be at least 32x32 pixels (total stride 32), got {tuple(optical.shape[-2:])}")
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -329,7 +330,7 @@ def build_asanet(num_classes: int, optical_channels: int = 3, sar_channels: int 
 
 def _channel_kwargs(band_counts: Sequence[int]) -> dict[str, Any]:
     if len(band_counts) != 2:
-        raise ValueError(f"ASANet takes two inputs (optical, SAR), got {len(band_counts)}")
+        raise NetworkError(f"ASANet takes two inputs (optical, SAR), got {len(band_counts)}")
     return {"optical_channels": int(band_counts[0]), "sar_channels": int(band_counts[1])}
 
 

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import NetworkError
+
 LN_EPS: float = 1e-6
 
 
@@ -61,7 +63,7 @@ def variant_name(name: str) -> str:
     key = name.lower().removeprefix("convnextv2_").removeprefix("convnextv2-")
     if key not in VARIANTS:
         known = ", ".join(f"convnextv2_{k}" for k in VARIANTS)
-        raise ValueError(f"unknown ConvNeXt-V2 variant {name!r}; choose one of: {known}")
+        raise NetworkError(f"unknown ConvNeXt-V2 variant {name!r}; choose one of: {known}")
     return key
 
 
@@ -198,9 +200,9 @@ class ConvNeXtV2(nn.Module):
                  drop_path_rate: float = 0.0) -> None:
         super().__init__()
         if in_channels < 1:
-            raise ValueError(f"ConvNeXt-V2 needs at least one input band, got in_channels={in_channels}")
+            raise NetworkError(f"ConvNeXt-V2 needs at least one input band, got in_channels={in_channels}")
         if len(depths) != 4 or len(dims) != 4:
-            raise ValueError("ConvNeXt-V2 has exactly four stages: give four depths and four dims")
+            raise NetworkError("ConvNeXt-V2 has exactly four stages: give four depths and four dims")
         self.in_channels = in_channels
         self.depths = tuple(depths)
         self.dims = tuple(dims)

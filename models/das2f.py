@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import NetworkError
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 from .selective_scan import Method, selective_scan_tokens
 
@@ -117,7 +118,7 @@ class SSMBranch(nn.Module):
                  dt_min: float = 1e-3, dt_max: float = 1e-1, dt_floor: float = 1e-4) -> None:
         super().__init__()
         if d_model % 16:
-            raise ValueError(f"d_model must be a multiple of 16 (4x4 un-patchify), got {d_model}")
+            raise NetworkError(f"d_model must be a multiple of 16 (4x4 un-patchify), got {d_model}")
         self.d_model, self.d_state, self.dt_rank = d_model, d_state, dt_rank
         img_ch = d_model // 16
         K = N_DIRECTIONS
@@ -325,9 +326,9 @@ class DAS2F(nn.Module):
                  classifier_hidden: int = 1024) -> None:
         super().__init__()
         if variant not in VARIANT_STAGES:
-            raise ValueError(f"unknown DAS2F variant {variant!r}; use one of {', '.join(VARIANT_STAGES)}")
+            raise NetworkError(f"unknown DAS2F variant {variant!r}; use one of {', '.join(VARIANT_STAGES)}")
         if num_classes < 1 or ms_channels < 1 or pan_channels < 1 or patch_size < 1:
-            raise ValueError("num_classes, ms_channels, pan_channels and patch_size must be positive")
+            raise NetworkError("num_classes, ms_channels, pan_channels and patch_size must be positive")
         self.variant, self.num_classes, self.patch_size = variant, num_classes, patch_size
         self.ms_channels, self.pan_channels = ms_channels, pan_channels
         self.pan_lift = nn.Conv2d(pan_channels, ms_channels, 1)          # reference R1
@@ -350,7 +351,7 @@ class DAS2F(nn.Module):
     def forward(self, ms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
         P = self.patch_size
         if ms.shape[1:] != (self.ms_channels, P, P) or pan.shape[1:] != (self.pan_channels, 4 * P, 4 * P):
-            raise ValueError(f"DAS2F expects ms (B, {self.ms_channels}, {P}, {P}) and pan "
+            raise NetworkError(f"DAS2F expects ms (B, {self.ms_channels}, {P}, {P}) and pan "
                              f"(B, {self.pan_channels}, {4 * P}, {4 * P}); got {tuple(ms.shape)} and {tuple(pan.shape)}")
         m = self.stem_ms(F.interpolate(ms, scale_factor=4, mode="bilinear", align_corners=False))
         p = self.stem_pan(self.pan_lift(pan))
@@ -396,7 +397,7 @@ def build_das2f(num_classes: int = 11, variant: Variant = "nanjing", ms_channels
 def _channel_kwargs(band_counts: Sequence[int]) -> dict[str, int]:
     """Band counts of (MS, PAN) -> builder keyword arguments."""
     if len(band_counts) != 2:
-        raise ValueError(f"DAS2F takes exactly two inputs (MS, PAN); got {len(band_counts)}")
+        raise NetworkError(f"DAS2F takes exactly two inputs (MS, PAN); got {len(band_counts)}")
     return {"ms_channels": int(band_counts[0]), "pan_channels": int(band_counts[1])}
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import NetworkError
 from .registry import IGNORE_INDEX
 
 FeatureLoss = Literal["mse_norm", "cwd"]
@@ -99,20 +100,20 @@ class HFDDistiller(nn.Module):
                  temperature: float = 1.0, cwd_temperature: float = 4.0, kd_mask: KDMask = "all") -> None:
         super().__init__()
         if feature_loss not in ("mse_norm", "cwd"):
-            raise ValueError(f"feature_loss must be 'mse_norm' or 'cwd', got {feature_loss!r}")
+            raise NetworkError(f"feature_loss must be 'mse_norm' or 'cwd', got {feature_loss!r}")
         if kd_mask not in ("all", "labelled", "teacher_correct"):
-            raise ValueError(f"kd_mask must be 'all', 'labelled' or 'teacher_correct', got {kd_mask!r}")
+            raise NetworkError(f"kd_mask must be 'all', 'labelled' or 'teacher_correct', got {kd_mask!r}")
         if temperature <= 0 or cwd_temperature <= 0:
-            raise ValueError("distillation temperatures must be > 0")
+            raise NetworkError("distillation temperatures must be > 0")
         t_ch: dict[str, int] = dict(getattr(teacher, "feature_channels", {}))
         s_ch: dict[str, int] = dict(getattr(student, "feature_channels", {}))
         missing = [lv for lv in levels if lv not in t_ch or lv not in s_ch]
         if missing:
-            raise ValueError(f"feature level(s) {missing} not exposed by both networks; "
+            raise NetworkError(f"feature level(s) {missing} not exposed by both networks; "
                              f"available: {sorted(set(t_ch) & set(s_ch))}")
         t_classes, s_classes = getattr(teacher, "num_classes", None), getattr(student, "num_classes", None)
         if t_classes is not None and s_classes is not None and t_classes != s_classes:
-            raise ValueError(f"teacher has {t_classes} classes but the student {s_classes}; "
+            raise NetworkError(f"teacher has {t_classes} classes but the student {s_classes}; "
                              "distil with the class table the teacher was trained on")
         self.teacher = teacher
         self.student = student
@@ -158,7 +159,7 @@ class HFDDistiller(nn.Module):
     def training_step(self, inputs: list[torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """``inputs = [optical, sar]``; returns the total loss and its ``seg``/``feat``/``kd`` parts."""
         if len(inputs) != 2:
-            raise ValueError(f"distillation takes [optical, sar] inputs, got {len(inputs)} tensor(s)")
+            raise NetworkError(f"distillation takes [optical, sar] inputs, got {len(inputs)} tensor(s)")
         optical, sar = inputs
         with torch.no_grad():
             t_logits, t_feats = self.teacher.forward_features(optical)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import NetworkError
 from .layers import PPM, ConvBNReLU
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 from .resnet import FirstConvInit, LoadReport, build_resnet, load_resnet_weights, resnet_names
@@ -134,7 +135,7 @@ class AlignmentDecoder(nn.Module):
         elif context == "aspp":
             self.context = ASPPContext(c5, channels)
         else:
-            raise ValueError(f"context must be 'ppm' or 'aspp', got {context!r}")
+            raise NetworkError(f"context must be 'ppm' or 'aspp', got {context!r}")
         self.laterals = nn.ModuleList([ConvBNReLU(c, channels, 1) for c in (c2, c3, c4)])
         self.top_down = nn.ModuleList([FlowAlign(channels, align) for _ in range(3)])
         self.smooth = nn.ModuleList([ConvBNReLU(channels, channels, 3) for _ in range(3)])
@@ -179,7 +180,7 @@ class HFDNet(nn.Module):
                  dice_weight: float = 0.0, encoder_lr_mult: float = 1.0, encoder_width: int = 64) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2 (background counts as a class), got {num_classes}")
+            raise NetworkError(f"num_classes must be >= 2 (background counts as a class), got {num_classes}")
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.encoder_name = encoder
@@ -195,11 +196,11 @@ class HFDNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits (B, K, H, W) at the input size and the aligned features ``p2..p5``, ``fused``."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"HFD-Net ({self.encoder_name}) expects a (B, {self.in_channels}, H, W) tensor, "
+            raise NetworkError(f"HFD-Net ({self.encoder_name}) expects a (B, {self.in_channels}, H, W) tensor, "
                              f"got shape {tuple(x.shape)}; the model was built for {self.in_channels} bands")
         if self.training and x.shape[0] < 2:
             # the 1x1 pooled context branch has one value per channel: batch-norm cannot train on it
-            raise ValueError("HFD-Net trains on at least 2 tiles per batch (batch-norm on the pooled context); "
+            raise NetworkError("HFD-Net trains on at least 2 tiles per batch (batch-norm on the pooled context); "
                              "raise the batch size or drop the last incomplete batch")
         feats = self.decoder(self.encoder.forward_features(x))
         logits = self.classifier(self.dropout(feats["fused"]))
@@ -230,7 +231,7 @@ class HFDNet(nn.Module):
     def training_step(self, inputs: list[torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """One supervised step on the single input (the contract of docs/contributing.md)."""
         if len(inputs) != 1:
-            raise ValueError(f"HFD-Net takes one input tensor, got {len(inputs)}")
+            raise NetworkError(f"HFD-Net takes one input tensor, got {len(inputs)}")
         return self.seg_loss(self(inputs[0]), target)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
@@ -261,7 +262,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
 def build_hfdnet(num_classes: int, in_channels: int = 2, encoder: str = "resnet50", **kwargs: object) -> HFDNet:
     """Registry builder; ``encoder`` is the variant (``resnet18``/``resnet34``/``resnet50``)."""
     if encoder not in resnet_names():
-        raise ValueError(f"unknown HFD-Net encoder {encoder!r}; choose one of {', '.join(resnet_names())}")
+        raise NetworkError(f"unknown HFD-Net encoder {encoder!r}; choose one of {', '.join(resnet_names())}")
     return HFDNet(num_classes, in_channels=in_channels, encoder=encoder, **kwargs)  # type: ignore[arg-type]
 
 

@@ -39,6 +39,7 @@ import torch
 
 from .checkpoints import read_tensor_file
 from .convnextv2 import ConvNeXtV2
+from .errors import NetworkError
 
 StateDict = dict[str, torch.Tensor]
 STEM_KEY = "stem.0.weight"
@@ -160,7 +161,7 @@ def adapt_stem_weight(weight: torch.Tensor, in_channels: int, mode: str = "auto"
     elif mode == "tile":
         new = weight[:, [j % c for j in range(in_channels)]]
     else:
-        raise ValueError(f"stem adaptation mode must be 'auto', 'mean' or 'tile', got {mode!r}")
+        raise NetworkError(f"stem adaptation mode must be 'auto', 'mean' or 'tile', got {mode!r}")
     return (new * (c / in_channels)).contiguous()
 
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import NetworkError
+
 WeightMode = Literal["continuous", "binary"]
 UpdateMode = Literal["epoch", "batch"]
 
@@ -79,7 +81,7 @@ def rebalance_weights(kappa: Tensor, alpha: float = 1.0, mode: WeightMode = "con
         return alpha * (1.0 / kappa - 1.0).clamp(0.0, 1.0)
     if mode == "binary":
         return alpha * (kappa < 1.0).to(kappa.dtype)
-    raise ValueError(f"unknown rebalancing weight mode {mode!r}; use 'continuous' or 'binary'")
+    raise NetworkError(f"unknown rebalancing weight mode {mode!r}; use 'continuous' or 'binary'")
 
 
 def prototype_entropy(logits: Tensor) -> Tensor:
@@ -112,9 +114,9 @@ class PrototypeBank(nn.Module):
                  update: UpdateMode = "epoch") -> None:
         super().__init__()
         if update not in ("epoch", "batch"):
-            raise ValueError(f"unknown prototype update {update!r}; use 'epoch' or 'batch'")
+            raise NetworkError(f"unknown prototype update {update!r}; use 'epoch' or 'batch'")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"prototype momentum must be in [0, 1), got {momentum}")
+            raise NetworkError(f"prototype momentum must be in [0, 1), got {momentum}")
         self.num_sets, self.num_classes, self.dim = num_sets, num_classes, dim
         self.momentum, self.update = momentum, update
         self.register_buffer("prototypes", torch.zeros(num_sets, num_classes, dim))

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import NetworkError
 from .layers import ConvBNReLU
 from .prototypes import (
     PrototypeBank,
@@ -83,7 +84,7 @@ class SpectralEncoder(nn.Module):
     def __init__(self, in_channels: int, dim: int) -> None:
         super().__init__()
         if in_channels < MIN_SPECTRAL_BANDS:
-            raise ValueError(f"the spectral 3-D stem needs at least {MIN_SPECTRAL_BANDS} bands, got "
+            raise NetworkError(f"the spectral 3-D stem needs at least {MIN_SPECTRAL_BANDS} bands, got "
                              f"{in_channels}; use the planar encoder (raise spectral_stem_min_bands)")
         layers: list[nn.Module] = []
         widths = (1, 8, 16, 32)
@@ -198,19 +199,19 @@ class PRSANet(nn.Module):
         super().__init__()
         bands = [int(b) for b in modalities]
         if len(bands) < 2:
-            raise ValueError(f"PRSANet fuses at least 2 modalities, got {len(bands)}; give one band "
+            raise NetworkError(f"PRSANet fuses at least 2 modalities, got {len(bands)}; give one band "
                              "count per input raster, e.g. modalities=[4, 2]")
         if any(b < 1 for b in bands):
-            raise ValueError(f"every modality needs at least one band, got band counts {bands}")
+            raise NetworkError(f"every modality needs at least one band, got band counts {bands}")
         if num_classes < 2:
-            raise ValueError(f"PRSANet needs at least 2 classes, got {num_classes}")
+            raise NetworkError(f"PRSANet needs at least 2 classes, got {num_classes}")
         if spectral_stem_min_bands < MIN_SPECTRAL_BANDS:
-            raise ValueError(f"the spectral 3-D stem needs at least {MIN_SPECTRAL_BANDS} bands, so "
+            raise NetworkError(f"the spectral 3-D stem needs at least {MIN_SPECTRAL_BANDS} bands, so "
                              f"spectral_stem_min_bands must be >= {MIN_SPECTRAL_BANDS}, got {spectral_stem_min_bands}")
         if weight_mode not in ("continuous", "binary"):
-            raise ValueError(f"unknown weight_mode {weight_mode!r}; use 'continuous' or 'binary'")
+            raise NetworkError(f"unknown weight_mode {weight_mode!r}; use 'continuous' or 'binary'")
         if prototype_target not in ("own", "fused"):
-            raise ValueError(f"unknown prototype_target {prototype_target!r}; use 'own' or 'fused'")
+            raise NetworkError(f"unknown prototype_target {prototype_target!r}; use 'own' or 'fused'")
         self.num_classes, self.bands, self.embed_dim = num_classes, bands, embed_dim
         self.num_modalities = len(bands)
         self.names = [f"m{i + 1}" for i in range(len(bands))]
@@ -246,20 +247,20 @@ class PRSANet(nn.Module):
 
     def _check(self, inputs: Sequence[Tensor]) -> None:
         if len(inputs) != self.num_modalities:
-            raise ValueError(f"PRSANet was built for {self.num_modalities} modalities {self.bands} "
+            raise NetworkError(f"PRSANet was built for {self.num_modalities} modalities {self.bands} "
                              f"but got {len(inputs)} inputs; pass one patch tensor per modality")
         size = None
         for name, x, b in zip(self.names, inputs, self.bands):
             if x.dim() != 4 or x.shape[1] != b:
-                raise ValueError(f"modality {name} must be a (B, {b}, p, p) patch batch, got shape "
+                raise NetworkError(f"modality {name} must be a (B, {b}, p, p) patch batch, got shape "
                                  f"{tuple(x.shape)}; check the band count of that input")
             if min(x.shape[-2:]) < MIN_PATCH:
-                raise ValueError(f"modality {name}: patches must be at least {MIN_PATCH} x {MIN_PATCH} "
+                raise NetworkError(f"modality {name}: patches must be at least {MIN_PATCH} x {MIN_PATCH} "
                                  f"pixels, got {tuple(x.shape[-2:])}; use a larger patch size")
             if size is None:
                 size = (x.shape[0], *x.shape[-2:])
             elif (x.shape[0], *x.shape[-2:]) != size:
-                raise ValueError(f"all modalities need the same batch and patch size; {name} has "
+                raise NetworkError(f"all modalities need the same batch and patch size; {name} has "
                                  f"{tuple(x.shape)}, {self.names[0]} has {size}")
 
     def encode(self, *inputs: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
@@ -306,7 +307,7 @@ class PRSANet(nn.Module):
         valid = target != IGNORE_INDEX
         bad = valid & ((target < 0) | (target >= self.num_classes))
         if bad.any():
-            raise ValueError(f"labels must be class indices 0..{self.num_classes - 1} or {IGNORE_INDEX} "
+            raise NetworkError(f"labels must be class indices 0..{self.num_classes - 1} or {IGNORE_INDEX} "
                              f"(unlabelled); got {sorted(set(target[bad].tolist()))[:5]}")
         m = self.num_modalities
         if not valid.any():
@@ -406,7 +407,7 @@ class PRSANet(nn.Module):
 def _channel_kwargs(band_counts: Sequence[int]) -> dict[str, list[int]]:
     bands = [int(b) for b in band_counts]
     if len(bands) < 2:
-        raise ValueError(f"PRSANet needs at least 2 input rasters (modalities), got {len(bands)}")
+        raise NetworkError(f"PRSANet needs at least 2 input rasters (modalities), got {len(bands)}")
     return {"modalities": bands}
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .checkpoints import read_tensor_file
+from .errors import NetworkError
 
 FirstConvInit = Literal["mean", "tile"]
 
@@ -109,9 +110,9 @@ class ResNet(nn.Module):
                  num_classes: int | None = None, zero_init_residual: bool = True, base_width: int = 64) -> None:
         super().__init__()
         if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+            raise NetworkError(f"in_channels must be >= 1, got {in_channels}")
         if base_width < 8:
-            raise ValueError(f"base_width must be >= 8, got {base_width}")
+            raise NetworkError(f"base_width must be >= 8, got {base_width}")
         self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, base_width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
@@ -182,7 +183,7 @@ def build_resnet(name: str, in_channels: int = 3, num_classes: int | None = None
     """
     key = name.lower()
     if key not in _DEPTHS:
-        raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(_DEPTHS)}")
+        raise NetworkError(f"unknown encoder {name!r}; choose one of {', '.join(_DEPTHS)}")
     block, depths = _DEPTHS[key]
     return ResNet(block, depths, in_channels=in_channels, num_classes=num_classes,
                   zero_init_residual=zero_init_residual, base_width=base_width)
@@ -199,7 +200,7 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int, mode: FirstConvInit
     filter over its input channels) keeps the pretrained magnitude (HFD-Net spec Sec. 5.1).
     """
     if weight.dim() != 4:
-        raise ValueError(f"expected a 4-D conv weight, got shape {tuple(weight.shape)}")
+        raise NetworkError(f"expected a 4-D conv weight, got shape {tuple(weight.shape)}")
     c0 = weight.shape[1]
     if in_channels == c0:
         return weight.clone()
@@ -210,7 +211,7 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int, mode: FirstConvInit
         reps = math.ceil(in_channels / c0)
         out = weight.repeat(1, reps, 1, 1)[:, :in_channels] * (c0 / in_channels)
     else:
-        raise ValueError(f"first_conv must be 'mean' or 'tile', got {mode!r}")
+        raise NetworkError(f"first_conv must be 'mean' or 'tile', got {mode!r}")
     return out.contiguous()
 
 

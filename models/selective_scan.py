@@ -51,6 +51,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from .errors import NetworkError
+
 Method = Literal["auto", "chunked", "streaming", "sequential", "associative", "cuda"]
 
 #: Chunk length of :func:`selective_scan_chunked`; 16 balances the in-chunk and the carry loops
@@ -67,18 +69,18 @@ def _prepare_delta(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    delta_bias: torch.Tensor | None, delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Check all shapes; return fp32 delta' (batch, dim, L) (bias added, softplus applied) and fp32 A."""
     if u.dim() != 3 or delta.shape != u.shape:
-        raise ValueError(f"u and delta must both be (batch, dim, L); got {tuple(u.shape)} and {tuple(delta.shape)}")
+        raise NetworkError(f"u and delta must both be (batch, dim, L); got {tuple(u.shape)} and {tuple(delta.shape)}")
     b, d, L = u.shape
     if A.dim() != 2 or A.shape[0] != d:
-        raise ValueError(f"A must be (dim={d}, N); got {tuple(A.shape)}")
+        raise NetworkError(f"A must be (dim={d}, N); got {tuple(A.shape)}")
     n = A.shape[1]
     B4 = B if B.dim() == 4 else B.unsqueeze(1)
     C4 = C if C.dim() == 4 else C.unsqueeze(1)
     if B4.dim() != 4 or B4.shape[0] != b or B4.shape[2] != n or B4.shape[3] != L or C4.shape != B4.shape:
-        raise ValueError(f"B and C must be (batch, G, N={n}, L={L}) or (batch, N, L); "
+        raise NetworkError(f"B and C must be (batch, G, N={n}, L={L}) or (batch, N, L); "
                          f"got {tuple(B.shape)} and {tuple(C.shape)}")
     if d % B4.shape[1]:
-        raise ValueError(f"dim={d} is not divisible by the {B4.shape[1]} groups of B/C")
+        raise NetworkError(f"dim={d} is not divisible by the {B4.shape[1]} groups of B/C")
     dt = delta.to(_acc(u))
     if delta_bias is not None:
         dt = dt + delta_bias.to(_acc(u)).view(1, d, 1)
@@ -285,9 +287,9 @@ def selective_scan_tokens(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
     every other method goes through the channel-major layout of :func:`selective_scan`.
     """
     if u.dim() != 3 or delta.shape != u.shape:
-        raise ValueError(f"u and delta must both be (batch, L, dim); got {tuple(u.shape)} and {tuple(delta.shape)}")
+        raise NetworkError(f"u and delta must both be (batch, L, dim); got {tuple(u.shape)} and {tuple(delta.shape)}")
     if B.dim() != 4 or C.shape != B.shape or B.shape[:2] != u.shape[:2]:
-        raise ValueError(f"B and C must be (batch, L={u.shape[1]}, G, N); got {tuple(B.shape)} and {tuple(C.shape)}")
+        raise NetworkError(f"B and C must be (batch, L={u.shape[1]}, G, N); got {tuple(B.shape)} and {tuple(C.shape)}")
     resolved = method
     if method == "auto":
         resolved = "streaming" if u.device.type == "cpu" else "kernel-or-chunked"
@@ -297,7 +299,7 @@ def selective_scan_tokens(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
         return y.transpose(1, 2)
     d = u.shape[2]
     if A.dim() != 2 or A.shape[0] != d or A.shape[1] != B.shape[3] or d % B.shape[2]:
-        raise ValueError(f"A must be (dim={d}, N={B.shape[3]}) and dim divisible by the {B.shape[2]} groups; "
+        raise NetworkError(f"A must be (dim={d}, N={B.shape[3]}) and dim divisible by the {B.shape[2]} groups; "
                          f"got A {tuple(A.shape)}")
     acc = _acc(u)
     dt = delta.to(acc)
@@ -436,4 +438,4 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         return selective_scan_sequential(u, delta, A, B, C, D, delta_bias, delta_softplus)
     if method == "associative":
         return selective_scan_associative(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    raise ValueError(f"unknown selective-scan method {method!r}; use auto, chunked, streaming, sequential, associative or cuda")
+    raise NetworkError(f"unknown selective-scan method {method!r}; use auto, chunked, streaming, sequential, associative or cuda")

@@ -97,3 +97,25 @@ def test_python_dash_m_lists_models():
     r = subprocess.run([sys.executable, "-m", "mmlc", "models"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "hfdnet" in r.stdout and "dense" in r.stdout and "built-in models" in r.stdout
+
+
+def test_a_network_refusing_its_inputs_is_reported_not_a_bug(files, tmp_path, capsys):
+    """HFD-Net refuses 1-tile training batches (NetworkError): a clear message, exit 2, no model file."""
+    out = tmp_path / "m.mmlc"
+    rc = main(["train", "--ARCHITECTURE", "hfdnet", "--INPUT_1", files["sar"], "--LABELS", files["lab"],
+               "--BATCH_SIZE", "1", "--EPOCHS", "1", "--max_steps_per_epoch", "1", "--OUTPUT_MODEL", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the network refused its inputs" in err and "at least 2 tiles per batch" in err
+    assert not out.exists()
+
+
+def test_other_value_errors_are_not_disguised_as_input_errors(monkeypatch):
+    """Only NetworkError is reported as the network refusing its inputs; a plain ValueError is a bug."""
+    import mmlc.core.cli as cli
+
+    def boom(*_a, **_k):
+        raise ValueError("a bug")
+
+    monkeypatch.setitem(cli._COMMANDS, "classify", boom)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["classify", "--MODEL", "x", "--INPUT_1", "y", "--OUTPUT", "z"])

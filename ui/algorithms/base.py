@@ -83,7 +83,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         missing = deps.missing_packages()
         if missing:
             raise QgsProcessingException(deps.install_instructions())
-        from ...core.errors import Cancelled, MmlcError
+        from ...core.errors import Cancelled, MmlcError, NetworkError
 
         try:
             return fn(progress=FeedbackProgress(feedback), **kwargs)
@@ -92,7 +92,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(e)) from e
         except MmlcError as e:
             raise QgsProcessingException(str(e)) from e
-        except ValueError as e:  # networks (torch-only, no core errors) check their inputs this way
+        except NetworkError as e:  # networks (torch-only, no core errors) check their inputs this way
             raise QgsProcessingException(f"the network refused its inputs: {e}") from e
         finally:
             release_gpu_memory()
