@@ -415,9 +415,14 @@ class Prefetcher:
     @staticmethod
     def _normalised(a: np.ndarray, mask: Optional[np.ndarray], card: Any) -> np.ndarray:
         """:func:`.normalize.apply` on a batch (N, C, h, w), nodata and NaN -> 0 (as apply_torch)."""
-        from .normalize import apply
+        from .normalize import _EPS, apply
 
-        x = apply(a, card)
+        if card.to_db or not card.mean:
+            x = apply(a, card)
+        else:  # the same float32 operations as apply(), with the type conversion fused into the subtraction
+            x = np.empty(a.shape, np.float32)
+            np.subtract(a, np.asarray(card.mean, np.float32).reshape(-1, 1, 1), out=x, casting="unsafe")
+            x /= np.maximum(np.asarray(card.std, np.float32), _EPS).reshape(-1, 1, 1)
         if mask is not None:
             np.copyto(x, np.float32(0.0), where=mask[:, None])
         if a.dtype.kind == "f" or card.to_db:
