@@ -345,10 +345,11 @@ class Prefetcher:
     The thread opens its own :class:`AlignedReader` (GDAL handles are not shared across threads)
     with its row cache on (windows come in row order, so each input block is decoded once);
     GDAL releases the GIL while reading, so reading overlaps the model's forward pass. Each
-    window is copied straight into its slot of the batch in the file's own data type; the
-    normalisation happens on the model's side (:func:`to_model_inputs`), where nodata becomes 0
-    (the training mean): such pixels are masked in the output anyway, and a finite value keeps
-    them from poisoning neighbours.
+    window is copied straight into its slot of the batch in the file's own data type. With
+    ``normalise`` (a model on the CPU, :func:`normalise_in_reader`) this thread also normalises
+    the batch; otherwise the model's side does (:func:`to_model_inputs`). Either way nodata
+    becomes 0 (the training mean): such pixels are masked in the output anyway, and a finite
+    value keeps them from poisoning neighbours.
     """
 
     def __init__(self, paths: Sequence[str], ratios: Sequence[int], grid: Grid, cards: Sequence[Any],
