@@ -34,6 +34,7 @@ from .errors import InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
 from .modelfile import ModelCard
+from .normalize import model_input
 from .patches import halo_for
 from .progress import NullProgress, Progress, check_cancel
 
@@ -207,8 +208,9 @@ class TileBlender:
     simply contributes nothing.
     """
 
-    def __init__(self, num_classes: int, rows: Axis, cols: Axis, width: int, sink: Sink) -> None:
-        self.K, self.rows, self.cols, self.W, self.sink = num_classes, rows, cols, width, sink
+    def __init__(self, num_classes: int, rows: Axis, cols: Axis, sink: Sink) -> None:
+        self.K, self.rows, self.cols, self.sink = num_classes, rows, cols, sink
+        self.W = cols.starts[-1] + cols.sizes[-1]  # the grid width: the last tile ends at the border
         self.wr = [rows.ramp(i) for i in range(len(rows.starts))]
         self.wc = [cols.ramp(j) for j in range(len(cols.starts))]
         self.below: Optional[tuple[np.ndarray, np.ndarray]] = None  # strip shared with this tile row
@@ -408,27 +410,10 @@ class Prefetcher:
                     valids.append(valid)
                 keep = [b for b, v in enumerate(valids) if v.any()]
                 if self.normalise:
-                    arrays = [self._normalised(a, m, c) for a, m, c in zip(arrays, masks, self.cards)]
+                    arrays = [model_input(a, c, m) for a, m, c in zip(arrays, masks, self.cards)]
                     masks = [None] * len(arrays)
                 self.cpu_s += time.thread_time() - t
                 yield ReadBatch(run, arrays, masks, valids, keep, self.normalise)
-
-    @staticmethod
-    def _normalised(a: np.ndarray, mask: Optional[np.ndarray], card: Any) -> np.ndarray:
-        """:func:`.normalize.apply` on a batch (N, C, h, w), nodata and NaN -> 0 (as apply_torch)."""
-        from .normalize import _EPS, apply
-
-        if card.to_db or not card.mean:
-            x = apply(a, card)
-        else:  # the same float32 operations as apply(), with the type conversion fused into the subtraction
-            x = np.empty(a.shape, np.float32)
-            np.subtract(a, np.asarray(card.mean, np.float32).reshape(-1, 1, 1), out=x, casting="unsafe")
-            x /= np.maximum(np.asarray(card.std, np.float32), _EPS).reshape(-1, 1, 1)
-        if mask is not None:
-            np.copyto(x, np.float32(0.0), where=mask[:, None])
-        if a.dtype.kind == "f" or card.to_db:
-            np.copyto(x, np.float32(0.0), where=~np.isfinite(x))
-        return x
 
     def _run(self) -> None:
         try:
@@ -576,8 +561,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     grid: Grid = reader_args["grid"]
     rs, cs = tile_starts(grid.height, tile, overlap), tile_starts(grid.width, tile, overlap)
     windows = [Window(r, c, tile, tile, 0, i, j) for i, r in enumerate(rs) for j, c in enumerate(cs)]
-    blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile),
-                          grid.width, sink)
+    blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
                      threaded=background, normalise=normalise_in_reader(runner.device))
@@ -620,8 +604,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     cs = list(range(0, grid.width, tile))
     windows = [Window(r, c, min(tile, grid.height - r), min(tile, grid.width - c), halo, i, j)
                for i, r in enumerate(rs) for j, c in enumerate(cs)]
-    blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile),
-                          grid.width, sink)
+    blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
                      normalise=normalise_in_reader(runner.device))

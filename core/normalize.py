@@ -23,21 +23,41 @@ def to_db(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def apply(x: np.ndarray, card: ModalityCard, inplace: bool = False) -> np.ndarray:
-    """Normalise a (C, H, W) array with the card's transform; returns float32, NaN kept.
+def apply(x: np.ndarray, card: ModalityCard) -> np.ndarray:
+    """Normalise a (C, H, W) or (N, C, H, W) array with the card's transform; returns a new
+    float32 array, NaN kept.
 
-    inplace: transform ``x`` itself (it must be float32), e.g. a slot of a batch being filled.
+    For types float32 holds exactly (8/16-bit integers, float32) without ``to_db`` the type
+    conversion is fused into the subtraction: one pass less over the data, and the same float32
+    results as converting first, since numpy then subtracts in float32.
     """
-    if not inplace:
-        x = x.astype(np.float32, copy=True)
+    if not card.mean:
+        return to_db(x) if card.to_db else x.astype(np.float32, copy=True)
+    mean = np.asarray(card.mean, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(card.std, np.float32).reshape(-1, 1, 1)
     if card.to_db:
-        x[...] = to_db(x)
-    if card.mean:
-        mean = np.asarray(card.mean, np.float32).reshape(-1, 1, 1)
-        std = np.asarray(card.std, np.float32).reshape(-1, 1, 1)
-        x -= mean
-        x /= np.maximum(std, _EPS)
-    return x
+        out = to_db(x)
+        out -= mean
+    elif not np.can_cast(x.dtype, np.float32):
+        out = x.astype(np.float32)
+        out -= mean
+    else:
+        out = np.empty(x.shape, np.float32)
+        np.subtract(x, mean, out=out, casting="unsafe")
+    out /= np.maximum(std, _EPS)
+    return out
+
+
+def model_input(x: np.ndarray, card: ModalityCard, nodata: Optional[np.ndarray] = None) -> np.ndarray:
+    """:func:`apply`, then nodata (``nodata``: a bool mask of the pixels, (H, W) or (N, H, W),
+    broadcast over the bands; and NaN/inf) set to 0, i.e. to the training mean, so that it
+    cannot poison the neighbours of a pixel. The numpy twin of :func:`apply_torch`."""
+    out = apply(x, card)
+    if nodata is not None:
+        np.copyto(out, np.float32(0.0), where=np.expand_dims(nodata, -3))
+    if x.dtype.kind == "f" or card.to_db:  # integer data without to_db cannot become non-finite
+        np.copyto(out, np.float32(0.0), where=~np.isfinite(out))
+    return out
 
 
 def apply_torch(t: Any, card: ModalityCard, nodata: Optional[Any] = None) -> Any:
@@ -45,10 +65,10 @@ def apply_torch(t: Any, card: ModalityCard, nodata: Optional[Any] = None) -> Any
     then nodata (``nodata``: a bool mask of the pixels, broadcast over the bands; and NaN) set
     to 0, i.e. to the training mean, so that it cannot poison the neighbours of a pixel.
 
-    The inference engine reads windows in the files' own types and normalises here, on the
-    model's device and threads: on a GPU the transfer is then 1 byte a value for Byte imagery,
-    and on a CPU the work is spread over torch's threads instead of competing with them.
-    The float32 input tensor may be transformed in place.
+    The inference engine reads windows in the files' own types and, for a model on a GPU,
+    normalises here, on the device: the transfer is then 1 byte a value for Byte imagery (on a
+    CPU its reader thread uses :func:`model_input`). The float32 input tensor may be transformed
+    in place.
     """
     import torch
 

@@ -155,7 +155,7 @@ def test_tile_blender_equals_brute_force_and_emits_each_pixel_once(H: int, W: in
         got_valid[r:r + h, c:c + w] = v
         seen[r:r + h, c:c + w] += 1
 
-    blender = TileBlender(K, rows, cols, W, sink)
+    blender = TileBlender(K, rows, cols, sink)
     for (i, j), (p, v) in tiles.items():
         blender.add(i, j, None if p is None else p.copy(), v)
         if blender.below is not None:
@@ -261,7 +261,7 @@ def test_normalisation_on_the_model_side_equals_training_normalisation(spacenet6
     """The engine reads windows in the files' own types and normalises with torch on the model's
     device: the result equals the numpy normalisation training uses, with nodata -> 0."""
     from mmlc.core.io import AlignedReader
-    from mmlc.core.normalize import apply_torch
+    from mmlc.core.normalize import apply_torch, model_input
 
     card = ModalityCard("sar", 4, mean=[0.5, 0.4, 0.3, 0.2] if to_db else [-12.0] * 4, std=[2.0, 3.0, 4.0, 5.0],
                         to_db=to_db)
@@ -275,6 +275,9 @@ def test_normalisation_on_the_model_side_equals_training_normalisation(spacenet6
     got = apply_torch(torch.from_numpy(native.copy()), card, torch.from_numpy(masks[0])).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
     assert (got[:, masks[0]] == 0).all()
+    twin = model_input(native, card, masks[0])  # the reader thread's numpy twin (models on a CPU)
+    np.testing.assert_allclose(twin, ref, rtol=1e-6, atol=1e-6)
+    assert (twin[:, masks[0]] == 0).all()
 
 
 @pytest.mark.parametrize("keep", ["0", "1"])
@@ -293,16 +296,20 @@ def test_heap_threshold_pinned_once_unless_switched_off(keep: str) -> None:
     assert out.split() == (["True", "True"] if keep == "0" else ["False", "False"])
 
 
+def _model_and_inputs(kind: str, tmp_path: Path, spacenet6: Path) -> tuple[Path, list[str]]:
+    """A tiny dense (RGB + SAR) or patch (MS + exact 4x PAN) model and its SpaceNet 6 inputs."""
+    if kind == "dense":
+        return make_dense_model(tmp_path / "m.mmlc"), [str(spacenet6 / "rgb_unmasked.tif"),
+                                                        str(spacenet6 / "sar_masked.tif")]
+    ms = spacenet6 / "ms1_2m_uint16.tif"
+    return make_patch_model(tmp_path / "m.mmlc"), [str(ms), str(exact_pan(spacenet6 / "pan1.tif", ms,
+                                                                              tmp_path / "pan.tif"))]
+
+
 @pytest.mark.parametrize("kind", ["dense", "patch"])
 def test_serial_mode_equals_threaded_mode(tmp_path: Path, spacenet6: Path, kind: str) -> None:
     """background_writer=False (read, model, blend and write on one thread) gives the same map."""
-    if kind == "dense":
-        model = make_dense_model(tmp_path / "m.mmlc")
-        ins = [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")]
-    else:
-        model = make_patch_model(tmp_path / "m.mmlc")
-        ms = spacenet6 / "ms1_2m_uint16.tif"
-        ins = [str(ms), str(exact_pan(spacenet6 / "pan1.tif", ms, tmp_path / "pan.tif"))]
+    model, ins = _model_and_inputs(kind, tmp_path, spacenet6)
     a = classify(model, ins, str(tmp_path / "a.tif"), device="cpu")
     b = classify(model, ins, str(tmp_path / "b.tif"), device="cpu", background_writer=False)
     np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
@@ -315,13 +322,7 @@ def test_reader_side_normalisation_equals_model_side(tmp_path: Path, spacenet6: 
     """On a CPU the reader normalises (numpy); on a GPU the model's side does (torch): same map."""
     import mmlc.core.inference as inference
 
-    if kind == "dense":
-        model = make_dense_model(tmp_path / "m.mmlc")
-        ins = [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")]
-    else:
-        model = make_patch_model(tmp_path / "m.mmlc")
-        ms = spacenet6 / "ms1_2m_uint16.tif"
-        ins = [str(ms), str(exact_pan(spacenet6 / "pan1.tif", ms, tmp_path / "pan.tif"))]
+    model, ins = _model_and_inputs(kind, tmp_path, spacenet6)
     a = classify(model, ins, str(tmp_path / "a.tif"), confidence=str(tmp_path / "ac.tif"), device="cpu")
     monkeypatch.setattr(inference, "NORMALISE_IN_READER_ON_CPU", False)
     b = classify(model, ins, str(tmp_path / "b.tif"), confidence=str(tmp_path / "bc.tif"), device="cpu")
