@@ -136,14 +136,17 @@ class _Source:
     strips: dict = field(default_factory=dict)  # strip index -> (data, mask or None)
 
     def __post_init__(self) -> None:
-        from osgeo import gdal
+        from osgeo import gdal, gdal_array
 
         #: whether a window can contain nodata at all (False spares the NaN passes)
+        band = self.ds.GetRasterBand(1)
         self.may_have_nodata = bool(
             self.warped or self.mask_band is not None or any(n is not None for n in self.nodata)
-            or self.ds.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
+            or band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
         )
-        bh = self.ds.GetRasterBand(1).GetBlockSize()[1]
+        #: numpy type of the windows read with ``native=True`` (the file's own type)
+        self.dtype = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(band.DataType))
+        bh = band.GetBlockSize()[1]
         if 32 <= bh <= 2 * STRIP_ROWS:
             self.strip_rows = bh
         elif bh < 32:
@@ -195,13 +198,6 @@ class _Source:
         data = np.concatenate([p[0] for p in parts], axis=1)
         mask = None if parts[0][1] is None else np.concatenate([p[1] for p in parts], axis=0)
         return data, mask
-
-    @property
-    def dtype(self) -> np.dtype:
-        """numpy type of the windows read with ``native=True``."""
-        from osgeo import gdal_array
-
-        return np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(self.ds.GetRasterBand(1).DataType))
 
     def read(self, r0: int, r1: int, c0: int, c1: int, out: Optional[np.ndarray] = None,
              native: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:

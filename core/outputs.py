@@ -183,21 +183,21 @@ class OutputSet:
         Rectangles must be disjoint; each output block is written (and dropped from GDAL's
         cache) once all its pixels have arrived.
         """
-        idx, best = argmax_max(probs)
-        if valid.all():
-            self.counts += np.bincount(idx.ravel(), minlength=len(self.classes))
-            vals = self.lut[idx]
-            conf = best
-        else:
-            self.counts += np.bincount(idx[valid], minlength=len(self.classes))
-            vals = self.lut[idx]
-            vals[~valid] = CLASS_NODATA
-            conf = np.where(valid, best, np.float32(CONFIDENCE_NODATA))
         h, w = valid.shape
         if row0 < 0 or col0 < 0 or row0 + h > self.grid.height or col0 + w > self.grid.width:
             raise RuntimeError(f"rectangle ({row0}, {col0}, {h} x {w}) lies outside the {self.grid.height} x "
                                f"{self.grid.width} grid")
         want_conf = "confidence" in self.final
+        idx, conf = argmax_max(probs)
+        vals = self.lut[idx]
+        if valid.all():
+            self.counts += np.bincount(idx.ravel(), minlength=len(self.classes))
+        else:
+            invalid = ~valid
+            self.counts += np.bincount(idx[valid], minlength=len(self.classes))
+            vals[invalid] = CLASS_NODATA
+            if want_conf:
+                conf[invalid] = CONFIDENCE_NODATA  # conf is argmax_max's own array
         for br in range(row0 // BLOCK, (row0 + h - 1) // BLOCK + 1):
             for bc in range(col0 // BLOCK, (col0 + w - 1) // BLOCK + 1):
                 y0, x0 = br * BLOCK, bc * BLOCK
