@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -35,19 +34,9 @@ from mmlc.models.selective_scan import (
     selective_scan_sequential,
     selective_scan_streaming,
 )
+from timing import best_of
 
 TILE = Path(__file__).resolve().parent.parent / "resources/sample_data/share_alike/spacenet6/xidian_layout_tile1"
-
-
-def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
-    """Smallest wall time of ``repeats`` calls after one warm-up (seconds): robust to a noisy machine."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def scan_inputs(b: int, d: int = 512, L: int = 256, n: int = D_STATE, g: int = 8, grad: bool = False):

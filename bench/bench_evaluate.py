@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +16,11 @@ from mmlc.core.grid import Grid
 from mmlc.core.labels import LabelSource
 from mmlc.core.metrics import ConfusionAccumulator
 from osgeo import gdal
+from timing import best_of
 
 NC = Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "share_alike" / "nc_landsat"
 
 
-def _best(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def _raster(path: str, like: Grid, values: np.ndarray) -> str:
@@ -49,7 +42,7 @@ def main() -> None:
     pred = np.where(rng.random((n, n)) < 0.8, ref, rng.integers(1, 11, size=(n, n), dtype=np.uint8))
 
     acc = ConfusionAccumulator()
-    t = _best(lambda: acc.update(pred, ref))
+    t = best_of(lambda: acc.update(pred, ref), warmup=False)
     print(f"confusion_accumulator_update: {n * n / t / 1e6:.1f} Mpx/s ({n}x{n} uint8, 10 classes)")
 
     nc_grid = Grid.from_path(str(NC / "landsat96_labelled_pixels.tif"))
@@ -58,22 +51,22 @@ def main() -> None:
         pred_p = _raster(str(Path(tmp) / "pred.tif"), grid, pred)
         ref_p = _raster(str(Path(tmp) / "ref.tif"), grid, ref)
         src = LabelSource(ref_p, grid.crs_wkt)
-        t_fast = _best(lambda: src.read(grid))
+        t_fast = best_of(lambda: src.read(grid), warmup=False)
         src.fast_path = False
-        t_warp = _best(lambda: src.read(grid))
+        t_warp = best_of(lambda: src.read(grid), warmup=False)
         src.close()
         print(f"label_raster_read_aligned: {n * n / t_fast / 1e6:.1f} Mpx/s")
         print(f"label_raster_read_warped: {n * n / t_warp / 1e6:.1f} Mpx/s (aligned/warped speed-up x{t_warp / t_fast:.1f})")
-        t_eval = _best(lambda: evaluate(pred_p, ref_p), repeat=1)
+        t_eval = best_of(lambda: evaluate(pred_p, ref_p), 1, warmup=False)
         print(f"evaluate_raster_vs_raster: {t_eval:.2f} s for {n}x{n} px ({n * n / t_eval / 1e6:.1f} Mpx/s, streamed by 1 Mpx blocks)")
         report = str(Path(tmp) / "r.html")
-        t_rep = _best(lambda: evaluate(pred_p, ref_p, output_report=report, output_table=str(Path(tmp) / "cm.csv")),
-                      repeat=1)
+        t_rep = best_of(lambda: evaluate(pred_p, ref_p, output_report=report, output_table=str(Path(tmp) / "cm.csv")),
+                        1, warmup=False)
         print(f"evaluate_with_html_and_csv: {t_rep:.2f} s (report overhead {t_rep - t_eval:+.2f} s)")
 
     fine = nc_grid.scaled(4)
     with LabelSource(str(NC / "landsat96_polygons.shp"), fine.crs_wkt, "id") as vec:
-        t_vec = _best(lambda: vec.read(fine))
+        t_vec = best_of(lambda: vec.read(fine), warmup=False)
     print(f"vector_polygons_rasterise: {fine.width * fine.height / t_vec / 1e6:.1f} Mpx/s "
           f"(34 NC polygons on a {fine.width}x{fine.height} grid)")
 

@@ -5,6 +5,19 @@ import time
 from typing import Callable
 
 
+def best_of(fn: Callable[[], object], repeats: int = 3, warmup: bool = True) -> float:
+    """Smallest wall time of ``repeats`` calls (after one warm-up call unless ``warmup`` is False),
+    in seconds: robust to a noisy machine."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 def timed_pair(a: Callable[[], object], b: Callable[[], object], repeat: int = 7) -> tuple[float, float]:
     """Median wall times of ``a`` and ``b``, run alternately after one warm-up each.
 
