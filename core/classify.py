@@ -76,6 +76,17 @@ def check_classes(classes: Sequence[ClassInfo]) -> None:
         raise ModelFileError(f"the model card's class values {values} must be distinct and between 1 and 65535")
 
 
+def cut_to_mask(grid: Grid, mask: str) -> Grid:
+    """``grid`` cut to the extent of the mask layer/raster (in the grid's CRS), snapped outward to
+    whole pixels; GridError when the mask lies outside the grid, InputError when it cannot be read
+    or (vector) holds no polygon."""
+    from .labels import LabelSource
+
+    with LabelSource(mask, grid.crs_wkt, presence=True) as src:
+        src.check_overlap(grid)
+        return grid.cut_to_extent(*src.bounds)
+
+
 def classify(
     model: str | Path,
     inputs: Sequence[str],
@@ -83,6 +94,7 @@ def classify(
     confidence: Optional[str] = None,
     vector: Optional[str] = None,
     extent: Optional[tuple[float, float, float, float]] = None,
+    mask: Optional[str] = None,
     tile_size: Optional[int] = None,
     overlap: Optional[int] = None,
     batch_size: int = 4,
@@ -94,7 +106,11 @@ def classify(
     """Classify ``inputs`` (one raster per modality, in the model's order) into ``output``.
 
     model: a model file path or a built-in name. extent: (xmin, ymin, xmax, ymax) in input 1's
-    CRS, snapped outward to its pixels. tile_size/overlap: dense tile side and shared border
+    CRS, snapped outward to its pixels. mask: a polygon layer (any OGR format and CRS;
+    ``file.gpkg|layername=NAME`` picks a layer) or a raster (non-zero = inside): only pixels inside
+    are classified (whose centre a polygon covers), the others are nodata, and the output grid is
+    cut to the mask's extent (polygons: their bounding box, like GDAL's crop-to-cutline; a raster:
+    its footprint), after ``extent``. tile_size/overlap: dense tile side and shared border
     (default: the card's); for patch models tile_size is the window side (overlap unused).
     batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
@@ -120,13 +136,16 @@ def classify(
         raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
     check_classes(card.classes)
     check_inputs(card, inputs)
-    check_output_paths([output, confidence, vector], inputs)
+    check_output_paths([output, confidence, vector], inputs + ([str(mask).split('|')[0]] if mask else []))
     ratios = [m.grid_ratio for m in card.modalities]
     with AlignedReader(inputs, ratios) as probe:
         grid: Grid = probe.grid
         check_bands(card, inputs, probe.band_counts)
     if extent is not None:
         grid = grid.cut_to_extent(*extent)
+    if mask is not None:
+        grid = cut_to_mask(grid, str(mask))
+    if extent is not None or mask is not None:
         AlignedReader(inputs, ratios, grid).close()  # re-check the overlap on the cut grid
     if card.head_kind == "dense":
         tile = int(tile_size or card.tile_size)
@@ -156,7 +175,7 @@ def classify(
 
         per_forward = batch_size if card.head_kind == "dense" else batch_size * inference.PATCHES_PER_BATCH_UNIT
         runner = inference.Runner(None, dev, per_forward, amp, progress, loader=load_network)
-        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid}
+        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid, "mask": None if mask is None else str(mask)}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")
         if card.head_kind == "dense":
@@ -165,9 +184,10 @@ def classify(
         else:
             stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer)
         if stats.valid_pixels == 0:
+            where = "inside the mask " if mask is not None else ""
             raise GridError(
-                "no pixel of the output extent is valid in every input (all nodata or outside an input); "
-                "check the inputs' nodata and overlap, or choose another extent"
+                f"no pixel of the output extent {where}is valid in every input (all nodata or outside an input); "
+                "check the inputs' nodata and overlap, or choose another extent" + (" or mask" if mask else "")
             )
         check_cancel(progress)
         outputs.finish()

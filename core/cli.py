@@ -25,6 +25,7 @@ _CLASSIFY = [
     ("INPUT_1", str, "first input raster (defines the output grid)"),
     ("INPUT_2", str, "second input raster (two-modality models)"),
     ("EXTENT", str, "xmin,ymin,xmax,ymax in INPUT_1's CRS"),
+    ("MASK", str, "polygon layer or raster (non-zero = inside): classify only inside, cut to its extent"),
     ("TILE_SIZE", int, "tile side in pixels (default: the model's)"),
     ("OVERLAP", int, "tile overlap in pixels (dense models)"),
     ("BATCH_SIZE", int, "tiles or patch units per forward pass"),
@@ -213,7 +214,8 @@ def _run_classify(a: argparse.Namespace, progress: Any) -> str:
     from . import api
 
     kwargs: dict[str, Any] = dict(
-        confidence=a.OUTPUT_CONFIDENCE, vector=a.OUTPUT_VECTOR, extent=_extent(a.EXTENT), tile_size=a.TILE_SIZE,
+        confidence=a.OUTPUT_CONFIDENCE, vector=a.OUTPUT_VECTOR, extent=_extent(a.EXTENT), mask=a.MASK or None,
+        tile_size=a.TILE_SIZE,
         overlap=a.OVERLAP, device=a.DEVICE or "auto", progress=progress,
     )
     if a.BATCH_SIZE:

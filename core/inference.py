@@ -21,6 +21,7 @@ leaves as soon as no later tile touches it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -33,6 +34,7 @@ import numpy as np
 from .errors import InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
+from .labels import LabelSource
 from .modelfile import ModelCard
 from .normalize import model_input
 from .patches import halo_for
@@ -351,13 +353,16 @@ class Prefetcher:
     ``normalise`` (a model on the CPU, :func:`normalise_in_reader`) this thread also normalises
     the batch; otherwise the model's side does (:func:`to_model_inputs`). Either way nodata
     becomes 0 (the training mean): such pixels are masked in the output anyway, and a finite
-    value keeps them from poisoning neighbours.
+    value keeps them from poisoning neighbours. ``mask``: a mask raster or polygon layer
+    (:class:`.labels.LabelSource` with ``presence``), read window by window on the same thread:
+    pixels outside it are invalid like nodata (not classified; windows without any pixel inside
+    are not run at all).
     """
 
     def __init__(self, paths: Sequence[str], ratios: Sequence[int], grid: Grid, cards: Sequence[Any],
                  windows: Sequence[Window], group: int = 1, depth: int = PREFETCH, threaded: bool = True,
-                 normalise: bool = False) -> None:
-        self.threaded, self.normalise = threaded, normalise
+                 normalise: bool = False, mask: Optional[str] = None) -> None:
+        self.threaded, self.normalise, self.mask = threaded, normalise, mask
         self.paths, self.ratios, self.grid, self.cards = list(paths), list(ratios), grid, list(cards)
         self.windows = list(windows)
         self.group = max(int(group), 1)
@@ -388,7 +393,10 @@ class Prefetcher:
 
     def _read_batches(self) -> Iterator[ReadBatch]:
         """Read the windows batch by batch (on whichever thread iterates)."""
-        with AlignedReader(self.paths, self.ratios, self.grid, row_cache=True) as reader:
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(AlignedReader(self.paths, self.ratios, self.grid, row_cache=True))
+            inside = None if self.mask is None else stack.enter_context(
+                LabelSource(self.mask, self.grid.crs_wkt, presence=True))
             dtypes = reader.dtypes(native=True)
             for run in self._batches():
                 t = time.thread_time()
@@ -402,6 +410,8 @@ class Prefetcher:
                     got: list = []
                     _, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo,
                                            out=[a[b] for a in arrays], native=True, masks=got)
+                    if inside is not None:  # the MASK layer: pixels outside it are not classified
+                        valid &= inside.read(self.grid.window(win.row0, win.col0, win.rows, win.cols)) > 0
                     for m, bad in enumerate(got):
                         if bad is not None:
                             if masks[m] is None:
@@ -564,7 +574,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
-                     threaded=background, normalise=normalise_in_reader(runner.device))
+                     threaded=background, normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
     stage = _stage(blender.add_batch, background)
     done = 0
 
@@ -607,7 +617,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
-                     normalise=normalise_in_reader(runner.device))
+                     normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
     stage = _stage(blender.add, background)
     done = 0
 

@@ -13,6 +13,10 @@ One place for how labels reach training and evaluation (``docs/contributing.md``
   unlabelled); a string field's distinct values are sorted and mapped to 1..K, the strings
   becoming the class names. Where features overlap, the later feature wins (GDAL's burn order).
 
+With ``presence=True`` the same machinery reads a *mask* (classify's MASK): every polygon of a
+vector layer burns 1 (no field needed; points and lines are not areas and are ignored), and every
+valid non-zero pixel of a raster reads 1, whatever its values.
+
 Labels are returned as uint16 with 0 = unlabelled, matching ``ClassInfo`` values (1..65534).
 :class:`LabelSource` keeps the file open so that ``core/evaluate.py`` and the training samplers
 can read window after window with bounded memory; :func:`read_labels` is the one-shot form.
@@ -119,9 +123,12 @@ class LabelSource:
     Raises InputError (unreadable file, missing/empty field) or GridError (CRS problems).
     """
 
-    def __init__(self, path: str | Path, crs_wkt: str, field: Optional[str] = None) -> None:
+    def __init__(self, path: str | Path, crs_wkt: str, field: Optional[str] = None, presence: bool = False) -> None:
         self.path = str(path)
         self.field = field
+        #: read where the file says "something here" as 1, else 0 (a mask): every polygon of a
+        #: vector layer (no field needed), every non-zero valid pixel of a raster (any values)
+        self.presence = presence
         self.crs_wkt = crs_wkt
         self.names_from_strings = False  # True when class names are a string field's values
         self.fast_path = True  # plain window reads when a label raster shares the grid's pixel lattice
@@ -131,7 +138,7 @@ class LabelSource:
         self._vector_classes: list[ClassInfo] = []
         base, layer_name = _split_layer_uri(self.path)
         if not os.path.exists(base):
-            raise InputError(f"the label file {base} does not exist")
+            raise InputError(f"the {'mask' if presence else 'label'} file {base} does not exist")
         gdal.PushErrorHandler("CPLQuietErrorHandler")
         try:
             ds = gdal.OpenEx(base, gdal.OF_RASTER | gdal.OF_VECTOR)
@@ -144,7 +151,7 @@ class LabelSource:
                 f"cannot open {base} as a raster or a vector layer (unsupported format, corrupted, or no permission)"
             )
         has_layers = ds.GetLayerCount() > 0
-        if ds.RasterCount > 0 and not (has_layers and (field or layer_name)):
+        if ds.RasterCount > 0 and not (has_layers and (field or layer_name or presence)):
             self.kind = "raster"
             self._open_raster(ds)
         elif has_layers:
@@ -242,6 +249,8 @@ class LabelSource:
             valid &= np.isfinite(arr)
         if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
             valid &= arr != nodata
+        if self.presence:  # a mask: any non-zero valid value, whatever the type
+            return (valid & (arr != 0)).astype(np.uint16)
         valid &= arr > 0
         vals = arr[valid]
         if vals.size:
@@ -272,19 +281,21 @@ class LabelSource:
         defn = layer.GetLayerDefn()
         fields = [(defn.GetFieldDefn(i).GetName(), defn.GetFieldDefn(i).GetType()) for i in range(defn.GetFieldCount())]
         listing = ", ".join(f"{n} ({ogr.GetFieldTypeName(t)})" for n, t in fields) or "none"
-        if not self.field:
-            raise InputError(
-                f"{self.path} is a vector layer: choose the field that holds the classes (its fields: {listing})"
-            )
-        idx = defn.GetFieldIndex(self.field)
-        if idx < 0:
-            raise InputError(f"the vector layer {layer.GetName()} has no field {self.field!r}; its fields: {listing}")
-        ftype = defn.GetFieldDefn(idx).GetType()
-        if ftype not in _OGR_INT_TYPES + (ogr.OFTReal, ogr.OFTString):
-            raise InputError(
-                f"the field {self.field!r} is of type {ogr.GetFieldTypeName(ftype)}; "
-                "a class field must hold integers or text"
-            )
+        idx, ftype = -1, ogr.OFTInteger  # a mask (presence) burns every polygon: no field
+        if not self.presence:
+            if not self.field:
+                raise InputError(
+                    f"{self.path} is a vector layer: choose the field that holds the classes (its fields: {listing})"
+                )
+            idx = defn.GetFieldIndex(self.field)
+            if idx < 0:
+                raise InputError(f"the vector layer {layer.GetName()} has no field {self.field!r}; its fields: {listing}")
+            ftype = defn.GetFieldDefn(idx).GetType()
+            if ftype not in _OGR_INT_TYPES + (ogr.OFTReal, ogr.OFTString):
+                raise InputError(
+                    f"the field {self.field!r} is of type {ogr.GetFieldTypeName(ftype)}; "
+                    "a class field must hold integers or text"
+                )
         src_srs = layer.GetSpatialRef()
         dst_srs = _srs(self.crs_wkt)
         if (src_srs is None) != (dst_srs is None):
@@ -304,11 +315,25 @@ class LabelSource:
         layer.ResetReading()
         for feat in layer:
             geom = feat.GetGeometryRef()
-            if geom is None or geom.IsEmpty() or not feat.IsFieldSetAndNotNull(idx):
+            if geom is None or geom.IsEmpty():
                 continue
-            value = feat.GetField(idx)
-            raw.append((geom.Clone(), value))
-        values = self._class_values([v for _, v in raw], ftype)
+            if self.presence:
+                if ogr.GT_Flatten(geom.GetGeometryType()) in (ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon,
+                                                              ogr.wkbMultiSurface):
+                    raw.append((geom.Clone(), 1))
+                continue
+            if not feat.IsFieldSetAndNotNull(idx):
+                continue
+            raw.append((geom.Clone(), feat.GetField(idx)))
+        if self.presence:
+            if not raw:
+                raise InputError(
+                    f"the mask layer {self.path} has no polygon; a mask must be a polygon layer "
+                    "(the areas to classify)"
+                )
+            values = [1] * len(raw)
+        else:
+            values = self._class_values([v for _, v in raw], ftype)
 
         mem = ogr.GetDriverByName("Memory").CreateDataSource("labels")
         out_layer = mem.CreateLayer("labels", srs=dst_srs, geom_type=ogr.wkbUnknown)
@@ -395,10 +420,11 @@ class LabelSource:
         """Raise GridError when the labels do not overlap the grid at all."""
         if not self.overlaps(grid):
             b, g = self.bounds, grid_bounds(grid)
+            what = "mask" if self.presence else "labels"
             raise GridError(
-                f"the labels {self.path} do not overlap the grid: labels cover x {b[0]:.2f}..{b[2]:.2f}, "
+                f"the {what} {self.path} do not overlap the grid: {what} cover x {b[0]:.2f}..{b[2]:.2f}, "
                 f"y {b[1]:.2f}..{b[3]:.2f}, the grid x {g[0]:.2f}..{g[2]:.2f}, y {g[1]:.2f}..{g[3]:.2f} "
-                "(in the grid's CRS); choose labels of the same area"
+                "(in the grid's CRS); choose {what} of the same area"
             )
 
     def read(self, grid: Any) -> np.ndarray:

@@ -21,7 +21,7 @@ from qgis.core import (
 from test_inference import CLASSES3, make_dense_model
 
 PARAMETER_IDS = {
-    "mmlc:classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
+    "mmlc:classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "MASK", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
                       "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR"],
     "mmlc:train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABEL_FIELD", "CLASSES", "EPOCHS",
                    "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL", "DEVICE",
@@ -114,6 +114,46 @@ def test_classify_runs_and_loads_a_paletted_layer(provider, tmp_path: Path, copi
     got = {(c.value, c.label, c.color.name()) for c in renderer.classes()}
     assert got == {(c.value, c.name, c.color) for c in CLASSES3}
     QgsProject.instance().removeAllMapLayers()
+
+
+def test_classify_inside_a_memory_polygon_layer(provider, tmp_path: Path, copies: dict) -> None:
+    """MASK takes any polygon layer, here an unsaved memory layer in WGS 84 over UTM rasters:
+    the output is cut to its extent and only pixels inside are classified."""
+    from qgis import processing
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsFeature,
+        QgsGeometry,
+        QgsPointXY,
+        QgsVectorLayer,
+    )
+
+    spacenet6 = copies["spacenet6"]
+    rgb = spacenet6 / "rgb_unmasked.tif"
+    gt, w, h, wkt = _grid(rgb)
+    px = [(60.7, 40.7), (170.6, 40.7), (170.6, 150.8), (60.7, 150.8)]  # (row, col): a rectangle
+    utm = QgsCoordinateReferenceSystem.fromWkt(wkt)
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    to_wgs = QgsCoordinateTransform(utm, wgs84, QgsProject.instance())
+    ring = [to_wgs.transform(QgsPointXY(gt[0] + c * gt[1], gt[3] + r * gt[5])) for r, c in px]
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "area", "memory")
+    feat = QgsFeature()
+    feat.setGeometry(QgsGeometry.fromPolygonXY([ring]))
+    assert layer.dataProvider().addFeatures([feat])
+    out = tmp_path / "masked.tif"
+    processing.run("mmlc:classify", {"MODEL": str(make_dense_model(tmp_path / "m.mmlc")), "INPUT_1": str(rgb),
+                                     "INPUT_2": str(spacenet6 / "sar_masked.tif"), "MASK": layer,
+                                     "DEVICE": "cpu", "OUTPUT": str(out)})
+    ds = gdal.Open(str(out))
+    assert (ds.RasterYSize, ds.RasterXSize) == (171 - 60, 151 - 40)
+    assert ds.GetGeoTransform()[0] == pytest.approx(gt[0] + 40 * gt[1], abs=1e-6)
+    a = ds.ReadAsArray()
+    # centres of rows 60 and col 40 lie outside the rectangle (60.5 < 60.7, 40.5 < 40.7), all others inside
+    inside = np.zeros(a.shape, bool)
+    inside[1:, 1:] = True
+    sar_nan = np.isnan(gdal.Open(str(spacenet6 / "sar_masked.tif")).ReadAsArray()[:, 60:171, 40:151]).any(axis=0)
+    assert np.array_equal(a > 0, inside & ~sar_nan)
 
 
 class _CancelAfterProgress(QgsProcessingFeedback):

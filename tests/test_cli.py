@@ -72,6 +72,22 @@ def test_classify_from_the_cli(trained, files, tmp_path):
     assert res.GetGeoTransform() == src.GetGeoTransform()
     values = set(np.unique(res.ReadAsArray()).tolist())
     assert values - {0} and values - {0} <= {c.value for c in read_card(trained).classes}
+    # --MASK with a raster: non-zero = inside (here the left half of input 1's own grid)
+    mask = tmp_path / "left.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(mask), src.RasterXSize, src.RasterYSize, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(src.GetGeoTransform())
+    ds.SetProjection(src.GetProjection())
+    half = src.RasterXSize // 2
+    ds.GetRasterBand(1).WriteArray(np.pad(np.ones((src.RasterYSize, half), np.uint8),
+                                          ((0, 0), (0, src.RasterXSize - half))))
+    ds = None
+    full = res.ReadAsArray()
+    res = None
+    assert main(["-q", "classify", "--MODEL", str(trained), "--INPUT_1", files["opt"], "--INPUT_2", files["sar"],
+                 "--MASK", str(mask), "--OUTPUT", str(out), "--DEVICE", "cpu"]) == 0
+    cut = gdal.Open(str(out)).ReadAsArray()
+    # a raster mask's extent is the raster's: same grid, same tiles, same values inside, nodata outside
+    assert cut.shape == full.shape and np.array_equal(cut[:, :half], full[:, :half]) and (cut[:, half:] == 0).all()
 
 
 def test_exit_codes(files, trained, tmp_path, capsys):

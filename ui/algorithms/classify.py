@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -29,6 +30,9 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         "<p><b>Input 2</b>: ASANet: SAR (dB); DAS2F: panchromatic at 4x the MS resolution; PRSANet: "
         "second modality; HFD-Net: leave empty. Other inputs are read on Input 1's grid on the fly "
         "(any CRS/resolution); the PAN of DAS2F is read on its own 4x finer grid.</p>"
+        "<p><b>Mask layer</b>: polygons (any CRS); only pixels whose centre lies inside are classified, "
+        "the rest is nodata, and the output is cut to the polygons' extent (like <i>Clip raster by mask "
+        "layer</i>). A raster mask (non-zero = inside) works from <code>python -m mmlc</code>.</p>"
         "<p><b>Tile size</b> 0 = the model's default; <b>overlap</b> in pixels, blended without seams. "
         f"<b>Device</b>: {DEVICE_HELP}.</p>"
     )
@@ -41,6 +45,9 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",
                                                             optional=True))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: all of input 1)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "MASK", "Mask layer: classify only inside these polygons (output cut to their extent)",
+            [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
                                                        QgsProcessingParameterNumber.Integer, 0, minValue=0))
         self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels (empty = model default)",
@@ -69,6 +76,10 @@ class ClassifyAlgorithm(MmlcAlgorithm):
             rect = self.parameterAsExtent(parameters, "EXTENT", context, layer1.crs())
             if not rect.isNull():
                 extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        mask = None
+        if parameters.get("MASK"):  # a file path GDAL can read (memory layers and selections exported)
+            mask = self.parameterAsCompatibleSourceLayerPath(parameters, "MASK", context, ["gpkg", "shp", "geojson"],
+                                                             "gpkg", feedback) or None
         tile = self.parameterAsInt(parameters, "TILE_SIZE", context)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         confidence = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context) or None
@@ -76,7 +87,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         result = self.call_core(
             api.classify, feedback,
             model=self.parameterAsString(parameters, "MODEL", context).strip(),
-            inputs=inputs, output=output, confidence=confidence, vector=vector, extent=extent,
+            inputs=inputs, output=output, confidence=confidence, vector=vector, extent=extent, mask=mask,
             tile_size=tile or None,
             overlap=self.parameterAsInt(parameters, "OVERLAP", context) if parameters.get("OVERLAP") is not None
             else None,
