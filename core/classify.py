@@ -46,6 +46,7 @@ class ClassifyResult:
     read_cpu_seconds: float = 0.0
     write_cpu_seconds: float = 0.0
     batch_size: int = 0
+    model_workers: int = 1  # forward_seconds is the model's busy time per worker
 
 
 def check_inputs(card: ModelCard, inputs: Sequence[str]) -> None:
@@ -102,6 +103,7 @@ def classify(
     precision: str = "auto",
     progress: Optional[Progress] = None,
     background_writer: bool = True,
+    workers: Optional[int] = None,
 ) -> ClassifyResult:
     """Classify ``inputs`` (one raster per modality, in the model's order) into ``output``.
 
@@ -116,7 +118,9 @@ def classify(
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
     ``fp32``, ``bf16``, ``fp16``. background_writer: read, and blend + write, on two threads of
     their own while the model runs (default); False does everything on the calling thread,
-    between forward passes (no competition for the cores; see docs/benchmarks.md). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    between forward passes (no competition for the cores; see docs/benchmarks.md). workers: model
+    threads running consecutive batches at once (default: on a CPU one per intra-op thread, up
+    to 4, see ``inference.cpu_workers``; 1 on a GPU). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
     from . import inference
@@ -180,9 +184,10 @@ def classify(
                       f"({card.head_kind}) on {dev}")
         if card.head_kind == "dense":
             stats = inference.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress,
-                                        background_writer)
+                                        background_writer, workers)
         else:
-            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer)
+            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer,
+                                        workers)
         if stats.valid_pixels == 0:
             where = "inside the mask " if mask is not None else ""
             raise GridError(
@@ -203,7 +208,7 @@ def classify(
         classes=list(card.classes),
         class_pixels={c.value: int(n) for c, n in zip(card.classes, outputs.counts)},
         device=str(dev), pixels=pixels, valid_pixels=stats.valid_pixels, tiles=stats.tiles, seconds=seconds,
-        pixels_per_s=pixels / seconds if seconds > 0 else 0.0, forward_seconds=runner.forward_s,
+        pixels_per_s=pixels / seconds if seconds > 0 else 0.0, forward_seconds=runner.forward_s / stats.workers, model_workers=stats.workers,
         read_cpu_seconds=stats.read_cpu_s, write_cpu_seconds=stats.write_cpu_s,
         batch_size=runner.batch,
     )

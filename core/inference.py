@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from . import heap
 from .errors import InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
@@ -53,6 +54,79 @@ DEFAULT_PATCH_WINDOW: int = 64
 PREFETCH: int = 2
 #: Batches of model output queued for the writer thread.
 WRITE_QUEUE: int = 2
+
+#: Most model workers on a CPU (see :func:`cpu_workers`): each holds one batch's activations.
+CPU_WORKERS_MAX: int = 4
+
+
+def cpu_workers(device: Any, threads: int) -> int:
+    """Model worker threads for a run on ``device`` with ``threads`` intra-op threads: on a CPU,
+    ``min(threads, CPU_WORKERS_MAX)``, each running whole batches with ``threads // workers``
+    intra-op threads of its own; 1 on a GPU.
+
+    Design choice (batch parallelism instead of only intra-op parallelism): on the 2-core
+    reference machine, 2 workers x 1 thread ran the same forward passes 20 % (asanet-demo),
+    12 % (hfdnet-demo) and 25-30 % (the overhead benchmark's net) faster than 1 worker x 2
+    threads (docs/benchmarks.md): a thread of an operator's parallel region no longer waits at
+    its barrier for the other, nor for a reader or writer thread that took its core.
+    """
+    if getattr(device, "type", str(device)) != "cpu":
+        return 1
+    return max(1, min(int(threads), CPU_WORKERS_MAX))
+
+
+class ModelWorkers:
+    """``workers`` threads that run model steps on consecutive batches at once, results taken in
+    submission order (:meth:`submit` returns the oldest step's result once ``workers`` steps are
+    in flight, :meth:`drain` the rest), so the writer still gets tiles in row order.
+
+    Each thread gives torch ``threads_each`` intra-op threads; torch's setting is global, so
+    :meth:`close` restores the caller's. With ``workers`` 1 the steps run on the calling thread
+    and torch's threads are left alone.
+    """
+
+    def __init__(self, workers: int, threads_each: int) -> None:
+        from collections import deque
+
+        self.workers = max(int(workers), 1)
+        self._pending: Any = deque()
+        self._pool = None
+        self._prev_threads: Optional[int] = None
+        if self.workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            import torch
+
+            self._prev_threads = torch.get_num_threads()
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mmlc-model",
+                                            initializer=torch.set_num_threads, initargs=(max(int(threads_each), 1),))
+
+    def submit(self, fn: Callable[[Any], Any], item: Any) -> list[Any]:
+        """Start ``fn(item)``; returns the results that are due, oldest first (maybe none)."""
+        if self._pool is None:
+            return [fn(item)]
+        self._pending.append(self._pool.submit(fn, item))
+        return [self._pending.popleft().result()] if len(self._pending) >= self.workers else []
+
+    def drain(self) -> list[Any]:
+        """The results of the steps still in flight, in submission order."""
+        out = []
+        while self._pending:
+            out.append(self._pending.popleft().result())
+        return out
+
+    def close(self) -> None:
+        """Drop steps not started, wait for running ones, restore torch's thread count; never raises."""
+        if self._pool is not None:
+            for f in self._pending:
+                f.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            import torch
+
+            torch.set_num_threads(self._prev_threads)
+
 
 class BackgroundStage:
     """Runs ``fn(*args)`` for each call on a worker thread, in call order.
@@ -477,11 +551,12 @@ class Runner:
     autocast: Any = None  # torch dtype or None
     progress: Progress = field(default_factory=NullProgress)
     loader: Optional[Callable[[], Any]] = None
-    forward_s: float = 0.0
+    forward_s: float = 0.0  # summed over model workers
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
         """Build the model now if it is still to be built."""
-        if self.model is None:
+        if self.model is None:  # called by the driver before any worker runs
             if self.loader is None:
                 raise ValueError("Runner needs a model or a loader")
             self.model = self.loader()
@@ -530,7 +605,8 @@ class Runner:
             else:
                 logits = self.model(*ts)
             probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        self.forward_s += time.perf_counter() - t0
+        with self._lock:
+            self.forward_s += time.perf_counter() - t0
         return probs
 
 
@@ -544,6 +620,7 @@ class InferenceStats:
     final_batch: int = 0
     read_cpu_s: float = 0.0  # CPU time of the reader thread
     write_cpu_s: float = 0.0  # CPU time of blending + writing (writer thread, or inline)
+    workers: int = 1  # model worker threads (batch parallelism on a CPU)
 
 
 def _check_logits(probs: np.ndarray, expect: tuple[int, ...], card: ModelCard) -> None:
@@ -559,12 +636,13 @@ def _stage(fn: Callable[..., None], background: bool) -> Any:
 
 
 def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int, overlap: int,
-              progress: Progress, background: bool = True) -> InferenceStats:
+              progress: Progress, background: bool = True, workers: Optional[int] = None) -> InferenceStats:
     """Dense path: overlapping tiles, blended probabilities, finished pixels streamed to ``sink``.
 
     background: read on a reader thread and blend + write on a writer thread
-    (:class:`BackgroundStage`) while the calling thread runs the model; False does everything on
-    the calling thread.
+    (:class:`BackgroundStage`) while the model runs, on ``workers`` model threads at once
+    (:class:`ModelWorkers`; default :func:`cpu_workers`); False does everything on the calling
+    thread.
     """
     import torch
 
@@ -575,11 +653,8 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
                      threaded=background, normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
-    stage = _stage(blender.add_batch, background)
-    done = 0
 
-    def one_batch(item: ReadBatch) -> None:
-        nonlocal done
+    def compute(item: ReadBatch) -> tuple:  # on a model worker
         check_cancel(progress)
         keep = item.keep
         probs = None
@@ -589,19 +664,19 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                                      None if len(keep) == len(item.windows) else keep)
             probs = runner(xs)
             _check_logits(probs, (card.num_classes, tile, tile), card)
-        stage([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
-        done += len(item.windows)
-        progress.set_fraction(done / len(windows))
+        return len(item.windows), ([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
 
-    return _drive(pre, runner, stage, blender, one_batch, stats)
+    return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, len(windows),
+                  progress, background, workers)
 
 
 def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
-              progress: Progress, background: bool = True) -> InferenceStats:
+              progress: Progress, background: bool = True, workers: Optional[int] = None) -> InferenceStats:
     """Patch path: every valid pixel classified from its centred patch, cut from window + halo.
 
     Windows do not overlap, so each goes to ``sink`` whole as soon as its patches are done
-    (through the same :class:`TileBlender`, which then has nothing to blend).
+    (through the same :class:`TileBlender`, which then has nothing to blend). With several model
+    workers each takes whole windows.
     """
     import torch
 
@@ -618,11 +693,8 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     stats = InferenceStats(tiles=len(windows))
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
                      normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
-    stage = _stage(blender.add, background)
-    done = 0
 
-    def one_window(item: ReadBatch) -> None:
-        nonlocal done
+    def compute(item: ReadBatch) -> tuple:  # on a model worker
         w, valid = item.windows[0], item.valids[0]
         ri, ci = np.nonzero(valid)
         probs = None
@@ -646,33 +718,60 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                     _check_logits(out, (card.num_classes,), card)
                     probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
                     s += chunk
-        stage(w.i, w.j, probs, valid)
-        done += 1
-        progress.set_fraction(done / len(windows))
         check_cancel(progress)
+        return 1, (w.i, w.j, probs, valid)
 
-    return _drive(pre, runner, stage, blender, one_window, stats)
+    return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, len(windows),
+                  progress, background, workers)
 
 
 def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
-           step: Callable[[ReadBatch], None], stats: InferenceStats) -> InferenceStats:
-    """Run ``step`` on every batch the reader delivers; start and stop the three threads together.
+           compute: Callable[[ReadBatch], tuple[int, tuple]],
+           stats: InferenceStats, total: int, progress: Progress, background: bool,
+           workers: Optional[int]) -> InferenceStats:
+    """Run ``compute`` (read batch -> (windows done, the stage's arguments)) on every batch the reader delivers,
+    on the model workers, and hand the results to ``stage`` in order; start and stop all threads
+    together.
 
     The network is built while the reader fills its first batches. On success the writer is
-    drained (its errors raised); on any error or cancel it drops what is queued and stops, and
-    the reader stops in every case, so no thread outlives the run.
+    drained (its errors raised); on any error or cancel the steps not started are dropped, the
+    writer drops what is queued and stops, and the reader stops in every case, so no thread
+    outlives the run (and torch's thread count is the caller's again).
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    n = 1 if not background else (cpu_workers(runner.device, threads) if workers is None else max(int(workers), 1))
+    pool = None
+    done = 0
+    trim = heap.Trimmer()
+
+    def hand_over(results: list) -> None:
+        nonlocal done
+        for count, args in results:
+            stage(*args)
+            trim()  # free pages scattered over the threads' arenas go back when they pile up
+            done += count
+            progress.set_fraction(done / total)
+
     try:
         pre.start()
         runner.start()
+        pool = ModelWorkers(n, threads // n)
         for item in pre:
-            step(item)
+            hand_over(pool.submit(compute, item))
+        hand_over(pool.drain())
         stage.close()
     except BaseException:
+        if pool is not None:
+            pool.close()
         stage.cancel()
         raise
     finally:
+        if pool is not None:
+            pool.close()
         pre.close()
     stats.wait_s, stats.read_cpu_s, stats.write_cpu_s = pre.wait_s, pre.cpu_s, stage.cpu_s
     stats.valid_pixels = blender.valid_pixels
+    stats.workers = n
     return stats

@@ -329,3 +329,89 @@ def test_reader_side_normalisation_equals_model_side(tmp_path: Path, spacenet6: 
     np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
     np.testing.assert_allclose(gdal.Open(a.confidence).ReadAsArray(), gdal.Open(b.confidence).ReadAsArray(),
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["dense", "patch"])
+def test_model_workers_give_the_same_map(tmp_path: Path, spacenet6: Path, kind: str) -> None:
+    """Batches run by 3 model workers at once (1 intra-op thread each) give the map of 1 worker,
+    tiles reach the writer in order, and torch's thread count is the caller's again."""
+    import torch
+
+    model, ins = _model_and_inputs(kind, tmp_path, spacenet6)
+    threads = torch.get_num_threads()
+    a = classify(model, ins, str(tmp_path / "a.tif"), confidence=str(tmp_path / "ac.tif"), device="cpu",
+                 tile_size=64 if kind == "dense" else 32, batch_size=1, workers=1)
+    b = classify(model, ins, str(tmp_path / "b.tif"), confidence=str(tmp_path / "bc.tif"), device="cpu",
+                 tile_size=64 if kind == "dense" else 32, batch_size=1, workers=3)
+    assert (a.model_workers, b.model_workers) == (1, 3) and b.tiles >= 9
+    assert torch.get_num_threads() == threads
+    np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
+    np.testing.assert_allclose(gdal.Open(a.confidence).ReadAsArray(), gdal.Open(b.confidence).ReadAsArray(),
+                               atol=1e-5)
+
+
+def test_model_workers_keep_order_pass_errors_and_restore_threads() -> None:
+    import time
+
+    import torch
+    from mmlc.core.inference import ModelWorkers, cpu_workers
+
+    assert cpu_workers(torch.device("cuda"), 8) == 1
+    assert cpu_workers(torch.device("cpu"), 2) == 2 and cpu_workers(torch.device("cpu"), 16) == 4
+    threads = torch.get_num_threads()
+    seen_threads = []
+
+    def slow_first(i: int) -> int:
+        seen_threads.append(torch.get_num_threads())
+        time.sleep(0.05 if i % 3 == 0 else 0.0)  # later steps finish first
+        return i
+
+    pool = ModelWorkers(3, 1)
+    got = []
+    for i in range(10):
+        got += pool.submit(slow_first, i)
+    got += pool.drain()
+    pool.close()
+    assert got == list(range(10)) and set(seen_threads) == {1}
+    assert torch.get_num_threads() == threads
+
+    def boom(i: int) -> int:
+        if i == 4:
+            raise ValueError("step 4 failed")
+        return i
+
+    pool = ModelWorkers(2, 1)
+    with pytest.raises(ValueError, match="step 4"):
+        for i in range(10):
+            pool.submit(boom, i)
+        pool.drain()
+    pool.close()
+    pool.close()  # twice is fine
+    assert torch.get_num_threads() == threads
+    inline = ModelWorkers(1, 99)
+    assert inline.submit(lambda i: i + 1, 1) == [2] and inline.drain() == []
+    inline.close()
+    assert torch.get_num_threads() == threads
+
+
+def test_trimmer_trims_only_after_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """heap.Trimmer calls malloc_trim once the resident size grew by its slack since the last
+    trim, never in a steady run."""
+    from mmlc.core import heap
+
+    calls = []
+
+    class FakeLibc:
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(pad)
+            return 1
+
+    rss = iter([100, 110, 120, 99, 135, 140, 90, 100, 130, 60])  # MB, one per reading
+    monkeypatch.setattr(heap, "_glibc", lambda: FakeLibc())
+    monkeypatch.setattr(heap, "_rss_bytes", lambda: next(rss) << 20)
+    t = heap.Trimmer(slack=32 << 20)
+    assert [t() for _ in range(4)] == [False] * 4 and not calls  # 100 (floor), 110, 120, 99 (lower floor)
+    assert t() and calls == [0] and t.floor == 140 << 20  # 135 >= 99 + 32: trimmed; floor = RSS after (140)
+    assert not t() and t.floor == 90 << 20  # 90: lower floor
+    assert not t() and len(calls) == 1  # 100 < 90 + 32
+    assert t() and len(calls) == 2 and t.floor == 60 << 20 and t.trims == 2  # 130: trimmed, then 60

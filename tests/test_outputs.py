@@ -100,3 +100,19 @@ def test_argmax_max_matches_numpy_including_ties() -> None:
     idx, best = argmax_max(p)
     np.testing.assert_array_equal(idx, p.argmax(0))
     np.testing.assert_array_equal(best, p.max(0))
+    assert idx.dtype == np.uint8
+    wide = rng.random((300, 6, 7)).astype(np.float32)  # past 256 classes: wide indices
+    idx, best = argmax_max(wide)
+    assert idx.dtype == np.intp and idx.max() > 255
+    np.testing.assert_array_equal(idx, wide.argmax(0))
+
+
+@pytest.mark.parametrize("k", [1, 4, 40])
+def test_class_counts_match_bincount(k: int) -> None:
+    from mmlc.core.outputs import class_counts
+
+    rng = np.random.default_rng(k)
+    idx = rng.integers(0, k, size=(33, 17)).astype(np.uint8)
+    valid = rng.random((33, 17)) > 0.3
+    np.testing.assert_array_equal(class_counts(idx, k), np.bincount(idx.ravel(), minlength=k))
+    np.testing.assert_array_equal(class_counts(idx[valid], k), np.bincount(idx[valid], minlength=k))
