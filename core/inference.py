@@ -12,10 +12,11 @@ One code path per head kind (the model card's ``head_kind``, never the architect
   views (``Tensor.unfold``) of the window, never one read per pixel: the patch of output pixel
   (r, c) in modality m starts at (ratio*r - anchor, ratio*c - anchor) (registry ``ModalitySpec``).
 
-Three threads share the work so that the model never waits: a reader (:class:`Prefetcher`, its
-own GDAL handles) reads, normalises and stacks the next batches of windows; the calling thread
-only runs the model; a writer (:class:`BackgroundStage`) blends the tiles
-(:class:`TileBlender`) and writes the finished pixels. Memory does not grow with the raster
+Threads share the work so that the model never waits: a reader (:class:`Prefetcher`, its
+own GDAL handles) reads, normalises and stacks the next batches of windows; the model runs on
+the next batches (:class:`ModelWorkers`: on a CPU several single-threaded workers side by side,
+see :func:`cpu_workers`; on a GPU the calling thread); a writer (:class:`BackgroundStage`)
+blends the tiles (:class:`TileBlender`), in order, and writes the finished pixels. Memory does not grow with the raster
 height: the blender keeps only the strip that the next row of tiles overlaps, and every pixel
 leaves as soon as no later tile touches it.
 """
