@@ -119,8 +119,8 @@ def classify(
     ``fp32``, ``bf16``, ``fp16``. background_writer: read, and blend + write, on two threads of
     their own while the model runs (default); False does everything on the calling thread,
     between forward passes (no competition for the cores; see docs/benchmarks.md). workers: model
-    threads running consecutive batches at once (default: on a CPU one per intra-op thread, up
-    to 4, see ``inference.cpu_workers``; 1 on a GPU). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    threads running consecutive batches at once (default: for dense models on a CPU one per
+    intra-op thread, up to 4, see ``inference.cpu_workers``; 1 on a GPU and for patch models). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
     from . import inference
