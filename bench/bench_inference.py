@@ -25,7 +25,7 @@ import torch
 from mmlc.core.builtin import resolve_model
 from mmlc.core.classes import default_classes
 from mmlc.core.classify import classify
-from mmlc.core.inference import tile_starts
+from mmlc.core.inference import ModelWorkers, cpu_workers, tile_starts
 from mmlc.core.modelfile import ModalityCard, ModelCard, build_from_file, save_model_file
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
 from osgeo import gdal, osr
@@ -114,13 +114,16 @@ def main() -> None:
         # bare forward: same tiles, same batch, tensors built beforehand
         xs = [torch.randn(BATCH, b, TILE, TILE) for b in bands]
 
-        def bare_forward() -> None:
+        def forward_batch(i: int) -> tuple[int, None]:
+            """Softmax probabilities of the batch of tiles starting at tile ``i``."""
             with torch.inference_mode():
-                for i in range(0, n_tiles, BATCH):
-                    b = min(BATCH, n_tiles - i)
-                    torch.softmax(net(*[x[:b] for x in xs]), 1)
+                b = min(BATCH, n_tiles - i)
+                torch.softmax(net(*[x[:b] for x in xs]), 1)
+            return 1, None
 
-        from mmlc.core.inference import ModelWorkers, cpu_workers
+        def bare_forward() -> None:
+            for i in range(0, n_tiles, BATCH):
+                forward_batch(i)
 
         threads = torch.get_num_threads()
         workers = cpu_workers(torch.device("cpu"), threads)
@@ -128,16 +131,10 @@ def main() -> None:
         def bare_forward_workers() -> None:
             """The same forward passes in the engine's CPU scheme: ``workers`` threads at once,
             each with ``threads // workers`` intra-op threads (no reading, blending or writing)."""
-            def one(i: int) -> tuple[int, None]:
-                with torch.inference_mode():
-                    b = min(BATCH, n_tiles - i)
-                    torch.softmax(net(*[x[:b] for x in xs]), 1)
-                return 1, None
-
             pool = ModelWorkers(workers, threads // workers)
             try:
                 for i in range(0, n_tiles, BATCH):
-                    pool.submit(one, i)
+                    pool.submit(forward_batch, i)
                 pool.drain()
             finally:
                 pool.close()

@@ -19,6 +19,7 @@ from .device import autocast_dtype, resolve_device
 from .errors import GridError, InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
+from .labels import LabelSource, split_layer_uri
 from .modelfile import ModelCard, build_from_file, read_card
 from .outputs import OutputSet, check_output_paths
 from .progress import NullProgress, Progress, check_cancel
@@ -81,8 +82,6 @@ def cut_to_mask(grid: Grid, mask: str) -> Grid:
     """``grid`` cut to the extent of the mask layer/raster (in the grid's CRS), snapped outward to
     whole pixels; GridError when the mask lies outside the grid, InputError when it cannot be read
     or (vector) holds no polygon."""
-    from .labels import LabelSource
-
     with LabelSource(mask, grid.crs_wkt, presence=True) as src:
         src.check_overlap(grid)
         return grid.cut_to_extent(*src.bounds)
@@ -130,6 +129,7 @@ def classify(
     pin_mmap_threshold()
     progress = progress or NullProgress()
     inputs = [str(p) for p in inputs]
+    mask = None if mask is None else str(mask)
     if precision not in _PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISIONS)}")
     if batch_size < 1:
@@ -140,7 +140,7 @@ def classify(
         raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
     check_classes(card.classes)
     check_inputs(card, inputs)
-    check_output_paths([output, confidence, vector], inputs + ([str(mask).split('|')[0]] if mask else []))
+    check_output_paths([output, confidence, vector], inputs + ([split_layer_uri(mask)[0]] if mask else []))
     ratios = [m.grid_ratio for m in card.modalities]
     with AlignedReader(inputs, ratios) as probe:
         grid: Grid = probe.grid
@@ -148,7 +148,7 @@ def classify(
     if extent is not None:
         grid = grid.cut_to_extent(*extent)
     if mask is not None:
-        grid = cut_to_mask(grid, str(mask))
+        grid = cut_to_mask(grid, mask)
     if extent is not None or mask is not None:
         AlignedReader(inputs, ratios, grid).close()  # re-check the overlap on the cut grid
     if card.head_kind == "dense":
@@ -179,7 +179,7 @@ def classify(
 
         per_forward = batch_size if card.head_kind == "dense" else batch_size * inference.PATCHES_PER_BATCH_UNIT
         runner = inference.Runner(None, dev, per_forward, amp, progress, loader=load_network)
-        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid, "mask": None if mask is None else str(mask)}
+        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid, "mask": mask}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")
         if card.head_kind == "dense":

@@ -71,9 +71,12 @@ def cpu_workers(device: Any, threads: int) -> int:
     threads (docs/benchmarks.md): a thread of an operator's parallel region no longer waits at
     its barrier for the other, nor for a reader or writer thread that took its core.
     """
-    if getattr(device, "type", str(device)) != "cpu":
-        return 1
-    return max(1, min(int(threads), CPU_WORKERS_MAX))
+    return max(1, min(int(threads), CPU_WORKERS_MAX)) if _on_cpu(device) else 1
+
+
+def _on_cpu(device: Any) -> bool:
+    """Whether ``device`` (a torch device or its name) is the CPU."""
+    return getattr(device, "type", str(device)) == "cpu"
 
 
 class ModelWorkers:
@@ -414,7 +417,7 @@ NORMALISE_IN_READER_ON_CPU: bool = True
 
 def normalise_in_reader(device: Any) -> bool:
     """Whether the reader thread normalises the batches for a model on ``device``."""
-    return NORMALISE_IN_READER_ON_CPU and getattr(device, "type", str(device)) == "cpu"
+    return NORMALISE_IN_READER_ON_CPU and _on_cpu(device)
 
 
 class Prefetcher:
@@ -616,9 +619,7 @@ class Runner:
 class InferenceStats:
     tiles: int = 0
     valid_pixels: int = 0
-    forward_s: float = 0.0
     wait_s: float = 0.0
-    final_batch: int = 0
     read_cpu_s: float = 0.0  # CPU time of the reader thread
     write_cpu_s: float = 0.0  # CPU time of blending + writing (writer thread, or inline)
     workers: int = 1  # model worker threads (batch parallelism on a CPU)
@@ -766,11 +767,9 @@ def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
         hand_over(pool.drain())
         stage.close()
     except BaseException:
-        if pool is not None:
-            pool.close()
         stage.cancel()
         raise
-    finally:
+    finally:  # the workers stop (steps not started dropped) before the reader
         if pool is not None:
             pool.close()
         pre.close()

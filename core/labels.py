@@ -66,7 +66,7 @@ def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _split_layer_uri(path: str) -> tuple[str, Optional[str]]:
+def split_layer_uri(path: str) -> tuple[str, Optional[str]]:
     """QGIS-style ``file.gpkg|layername=roads`` -> (file, layer name)."""
     if "|" not in path:
         return path, None
@@ -136,7 +136,7 @@ class LabelSource:
         self._vector: Optional[gdal.Dataset] = None
         self._mem_layer: Optional[ogr.Layer] = None
         self._vector_classes: list[ClassInfo] = []
-        base, layer_name = _split_layer_uri(self.path)
+        base, layer_name = split_layer_uri(self.path)
         if not os.path.exists(base):
             raise InputError(f"the {'mask' if presence else 'label'} file {base} does not exist")
         gdal.PushErrorHandler("CPLQuietErrorHandler")
@@ -424,7 +424,7 @@ class LabelSource:
             raise GridError(
                 f"the {what} {self.path} do not overlap the grid: {what} cover x {b[0]:.2f}..{b[2]:.2f}, "
                 f"y {b[1]:.2f}..{b[3]:.2f}, the grid x {g[0]:.2f}..{g[2]:.2f}, y {g[1]:.2f}..{g[3]:.2f} "
-                "(in the grid's CRS); choose {what} of the same area"
+                f"(in the grid's CRS); choose {what} of the same area"
             )
 
     def read(self, grid: Any) -> np.ndarray:
