@@ -39,8 +39,9 @@ _TRAIN = [
     ("VARIANT", str, "network variant (e.g. resnet18 for hfdnet)"),
     ("INPUT_1", str, "first input raster"),
     ("INPUT_2", str, "second input raster (two-modality networks)"),
-    ("LABELS", str, "class raster or vector layer with a class field"),
-    ("LABEL_FIELD", str, "class field of a vector LABELS layer"),
+    ("LABELS", str, "class raster (a vector file with LABEL_FIELD is accepted too)"),
+    ("LABELS_VECTOR", str, "polygons/points with a class field (instead of LABELS)"),
+    ("LABEL_FIELD", str, "class field of LABELS_VECTOR"),
     ("CLASSES", str, "class table: value,name,#rrggbb per line"),
     ("EPOCHS", int, "training epochs (default: the network's recipe)"),
     ("BATCH_SIZE", int, "batch size"),
@@ -62,8 +63,9 @@ _DISTILL = [
     ("TEACHER", str, "teacher model file (hfdnet trained on optical)"),
     ("INPUT_OPTICAL", str, "optical raster (teacher input)"),
     ("INPUT_SAR", str, "SAR raster (student input)"),
-    ("LABELS", str, "class raster or vector layer"),
-    ("LABEL_FIELD", str, "class field of a vector LABELS layer"),
+    ("LABELS", str, "class raster (a vector file with LABEL_FIELD is accepted too)"),
+    ("LABELS_VECTOR", str, "polygons/points with a class field (instead of LABELS)"),
+    ("LABEL_FIELD", str, "class field of LABELS_VECTOR"),
     ("EPOCHS", int, "training epochs"),
     ("BATCH_SIZE", int, "batch size"),
     ("LEARNING_RATE", float, "base learning rate"),
@@ -78,16 +80,18 @@ _DISTILL = [
 ]
 _EVALUATE = [
     ("PREDICTION", str, "classified raster"),
-    ("REFERENCE", str, "reference class raster or vector layer"),
-    ("LABEL_FIELD", str, "class field of a vector REFERENCE"),
+    ("REFERENCE", str, "reference class raster (a vector file with LABEL_FIELD is accepted too)"),
+    ("REFERENCE_VECTOR", str, "reference polygons/points with a class field (instead of REFERENCE)"),
+    ("LABEL_FIELD", str, "class field of REFERENCE_VECTOR"),
     ("OUTPUT_REPORT", str, "output report (HTML)"),
     ("OUTPUT_TABLE", str, "output confusion table (CSV)"),
 ]
+# "A|B": one of A and B.
 _REQUIRED = {
     "classify": {"MODEL", "INPUT_1", "OUTPUT"},
     "train": {"OUTPUT_MODEL"},
-    "distill": {"TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "OUTPUT_MODEL"},
-    "evaluate": {"PREDICTION", "REFERENCE"},
+    "distill": {"TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS|LABELS_VECTOR", "OUTPUT_MODEL"},
+    "evaluate": {"PREDICTION", "REFERENCE|REFERENCE_VECTOR"},
 }
 
 
@@ -180,6 +184,17 @@ def _inputs(*paths: str | None) -> list[str]:
     return [p for p in paths if p]
 
 
+def _labels(a: argparse.Namespace, raster_id: str = "LABELS") -> str | None:
+    """The labels file: ``raster_id`` or ``<raster_id>_VECTOR`` (the Processing split), not both."""
+    raster, vector = getattr(a, raster_id), getattr(a, f"{raster_id}_VECTOR")
+    if raster and vector:
+        from .errors import InputError
+
+        raise InputError(f"give either --{raster_id} (class raster) or --{raster_id}_VECTOR (polygons/points), "
+                         "not both")
+    return raster or vector
+
+
 def _run_train(a: argparse.Namespace, progress: Any) -> str:
     from . import api
 
@@ -205,7 +220,7 @@ def _run_train(a: argparse.Namespace, progress: Any) -> str:
     )
     if a.VALIDATION_FRACTION is not None:
         kwargs["validation_fraction"] = a.VALIDATION_FRACTION
-    r = api.train(a.ARCHITECTURE, _inputs(a.INPUT_1, a.INPUT_2) or None, a.LABELS, a.OUTPUT_MODEL, **kwargs)
+    r = api.train(a.ARCHITECTURE, _inputs(a.INPUT_1, a.INPUT_2) or None, _labels(a), a.OUTPUT_MODEL, **kwargs)
     best = "n/a" if r.best_metric != r.best_metric else f"{r.best_metric:.4f}"
     return f"model written to {r.model_path} (best {r.metric_name} {best} at epoch {r.best_epoch})"
 
@@ -228,7 +243,7 @@ def _run_distill(a: argparse.Namespace, progress: Any) -> str:
     from . import api
 
     r = api.distill(
-        a.TEACHER, a.INPUT_OPTICAL, a.INPUT_SAR, a.LABELS, a.OUTPUT_MODEL, label_field=a.LABEL_FIELD,
+        a.TEACHER, a.INPUT_OPTICAL, a.INPUT_SAR, _labels(a), a.OUTPUT_MODEL, label_field=a.LABEL_FIELD,
         epochs=a.EPOCHS, batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, temperature=a.TEMPERATURE,
         feature_weight=a.FEATURE_WEIGHT, kd_weight=a.KD_WEIGHT, device=a.DEVICE or "auto",
         output_report=a.OUTPUT_REPORT, compare_sar_only=not a.NO_COMPARE, seed=a.SEED or 0, progress=progress,
@@ -239,7 +254,7 @@ def _run_distill(a: argparse.Namespace, progress: Any) -> str:
 def _run_evaluate(a: argparse.Namespace, progress: Any) -> str:
     from . import api
 
-    r = api.evaluate(a.PREDICTION, a.REFERENCE, label_field=a.LABEL_FIELD, output_report=a.OUTPUT_REPORT,
+    r = api.evaluate(a.PREDICTION, _labels(a, "REFERENCE"), label_field=a.LABEL_FIELD, output_report=a.OUTPUT_REPORT,
                      output_table=a.OUTPUT_TABLE, progress=progress)
     m = getattr(r, "metrics", None)
     if m is not None and hasattr(m, "summary"):
@@ -285,10 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.command == "models":
         print(_list_models())
         return 0
-    missing = [pid for pid in sorted(_REQUIRED[a.command]) if getattr(a, pid, None) in (None, "")]
+    missing = [pid for pid in sorted(_REQUIRED[a.command])
+               if all(getattr(a, alt, None) in (None, "") for alt in pid.split("|"))]
     if missing:
         parser.print_usage(sys.stderr)
-        print(f"error: {a.command} needs {', '.join('--' + m for m in missing)}", file=sys.stderr)
+        wanted = [" or ".join("--" + alt for alt in m.split("|")) for m in missing]
+        print(f"error: {a.command} needs {', '.join(wanted)}", file=sys.stderr)
         return 2
     rank = int(os.environ.get("RANK", "0"))
     progress = TerminalProgress(quiet=a.quiet or rank != 0)

@@ -23,13 +23,15 @@ from test_inference import CLASSES3, make_dense_model
 PARAMETER_IDS = {
     "mmlc:classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "MASK", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
                       "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR"],
-    "mmlc:train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABEL_FIELD", "CLASSES", "EPOCHS",
+    "mmlc:train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "CLASSES",
+                   "EPOCHS",
                    "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL", "DEVICE",
                    "OUTPUT_MODEL", "OUTPUT_REPORT"],
-    "mmlc:distill": ["TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "LABEL_FIELD", "EPOCHS", "BATCH_SIZE",
+    "mmlc:distill": ["TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "EPOCHS",
+                     "BATCH_SIZE",
                      "LEARNING_RATE", "TEMPERATURE", "FEATURE_WEIGHT", "KD_WEIGHT", "DEVICE", "OUTPUT_MODEL",
                      "OUTPUT_REPORT"],
-    "mmlc:evaluate": ["PREDICTION", "REFERENCE", "LABEL_FIELD", "OUTPUT_REPORT", "OUTPUT_TABLE"],
+    "mmlc:evaluate": ["PREDICTION", "REFERENCE", "REFERENCE_VECTOR", "LABEL_FIELD", "OUTPUT_REPORT", "OUTPUT_TABLE"],
 }
 
 
@@ -209,6 +211,42 @@ def test_evaluate_returns_metrics(provider, tmp_path: Path, copies: dict) -> Non
                                            "OUTPUT_REPORT": str(tmp_path / "r.html")})
     assert res["OA"] == pytest.approx(1.0) and res["KAPPA"] == pytest.approx(1.0)
     assert (tmp_path / "cm.csv").exists() and (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("how", ["REFERENCE_VECTOR", "REFERENCE"])
+def test_evaluate_against_points_in_either_parameter(provider, tmp_path: Path, copies: dict, how: str) -> None:
+    """Vector references go in REFERENCE_VECTOR (with LABEL_FIELD); a vector in REFERENCE (the former
+    single raster-or-vector parameter) still works for older scripts. The class raster is the
+    points' own rasterisation, so every point agrees."""
+    from qgis import processing
+
+    nc = copies["nc_landsat"]
+    res = processing.run("mmlc:evaluate", {"PREDICTION": str(nc / "landsat96_labelled_pixels.tif"),
+                                           how: str(nc / "landsat96_points.shp"), "LABEL_FIELD": "id"})
+    assert res["OA"] > 0.9
+
+
+@pytest.mark.parametrize("alg_id", ["mmlc:train", "mmlc:distill", "mmlc:evaluate"])
+def test_label_parameters_are_checked_before_running(provider, copies: dict, alg_id: str) -> None:
+    """No field widget is parented on a parameter that accepts rasters (QGIS 3.22 crashes), and the
+    raster/vector choice is checked up front with a message that says what to do."""
+    from qgis.core import QgsProcessingParameterField, QgsProcessingParameterVectorLayer
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    for p in alg.parameterDefinitions():
+        if isinstance(p, QgsProcessingParameterField):
+            assert isinstance(alg.parameterDefinition(p.parentLayerParameterName()), QgsProcessingParameterVectorLayer)
+    raster_id = "REFERENCE" if alg_id == "mmlc:evaluate" else "LABELS"
+    nc = copies["nc_landsat"]
+    context = QgsProcessingContext()
+    both = {raster_id: str(nc / "landsat96_labelled_pixels.tif"), f"{raster_id}_VECTOR": str(nc / "landsat96_points.shp"),
+            "LABEL_FIELD": "id"}
+    ok, msg = alg.checkParameterValues(both, context)
+    assert not ok and "not both" in msg
+    ok, msg = alg.checkParameterValues({f"{raster_id}_VECTOR": str(nc / "landsat96_points.shp")}, context)
+    assert not ok and "class field" in msg
+    ok, msg = alg.checkParameterValues({}, context)
+    assert not ok and "class raster" in msg
 
 
 def _real_sar_model(path: Path) -> Path:

@@ -8,7 +8,7 @@ from qgis.core import (
 )
 
 from .base import MmlcAlgorithm
-from .common_params import add_label_params, label_source
+from .common_params import add_label_params, check_label_params, label_source
 
 
 class EvaluateAlgorithm(MmlcAlgorithm):
@@ -33,6 +33,12 @@ class EvaluateAlgorithm(MmlcAlgorithm):
         for key, label in (("OA", "Overall accuracy"), ("AA", "Average accuracy"), ("KAPPA", "Cohen's kappa"),
                            ("MIOU", "Mean IoU")):
             self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        ok, msg, checked = check_label_params(parameters, context, "REFERENCE", "Reference labels")
+        if not ok:
+            return ok, msg
+        return super().checkParameterValues(checked, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api

@@ -17,6 +17,7 @@ from .common_params import (
     add_device_param,
     add_label_params,
     add_model_outputs,
+    check_label_params,
     label_source,
     model_output_path,
 )
@@ -62,6 +63,12 @@ class TrainAlgorithm(MmlcAlgorithm):
         self.addParameter(init)
         add_device_param(self)
         add_model_outputs(self)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        ok, msg, checked = check_label_params(parameters, context)
+        if not ok:
+            return ok, msg
+        return super().checkParameterValues(checked, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
