@@ -118,6 +118,36 @@ def test_classify_runs_and_loads_a_paletted_layer(provider, tmp_path: Path, copi
     QgsProject.instance().removeAllMapLayers()
 
 
+def test_temporary_outputs_load_stacked_and_polygons_styled_on_their_field(provider, tmp_path: Path,
+                                                                          copies: dict) -> None:
+    """With temporary outputs (random paths: QGIS 3.22 loads them in path order) the class map
+    ends up above the confidence, the polygons above both, and the polygons' categorised
+    renderer uses a field the GeoPackage has."""
+    from qgis import processing
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsVectorLayer
+
+    spacenet6 = copies["spacenet6"]
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    params = {"MODEL": str(make_dense_model(tmp_path / "m.mmlc")), "INPUT_1": str(spacenet6 / "rgb_unmasked.tif"),
+              "INPUT_2": str(spacenet6 / "sar_masked.tif"), "EXTENT": "", "DEVICE": "cpu",
+              "OUTPUT": "TEMPORARY_OUTPUT", "OUTPUT_CONFIDENCE": "TEMPORARY_OUTPUT",
+              "OUTPUT_VECTOR": "TEMPORARY_OUTPUT"}
+    results = processing.runAndLoadResults("mmlc:classify", params, context=context)
+    order = [Path(node.layer().source().split("|")[0]) for node in project.layerTreeRoot().findLayers()]
+    assert order == [Path(results["OUTPUT_VECTOR"]), Path(results["OUTPUT"]), Path(results["OUTPUT_CONFIDENCE"])]
+    polygons = project.layerTreeRoot().findLayers()[0].layer()
+    assert isinstance(polygons, QgsVectorLayer)
+    renderer = polygons.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer)
+    assert polygons.fields().indexOf(renderer.classAttribute()) >= 0
+    drawn = {f[renderer.classAttribute()] for f in polygons.getFeatures()}
+    assert drawn and drawn <= {c.value() for c in renderer.categories()}
+    project.removeAllMapLayers()
+
+
 def test_classify_inside_a_memory_polygon_layer(provider, tmp_path: Path, copies: dict) -> None:
     """MASK takes any polygon layer, here an unsaved memory layer in WGS 84 over UTM rasters:
     the output is cut to its extent and only pixels inside are classified."""

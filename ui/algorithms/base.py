@@ -107,7 +107,26 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         if output and context.willLoadLayerOnCompletion(output):
             _LIVE_POST_PROCESSORS.append(post)
             del _LIVE_POST_PROCESSORS[:-64]
-            context.layerToLoadOnCompletionDetails(output).setPostProcessor(post)
+            details = context.layerToLoadOnCompletionDetails(output)
+            _stack_outputs(self, context, details, post)
+            details.setPostProcessor(post)
+
+
+def _stack_outputs(alg: MmlcAlgorithm, context: QgsProcessingContext, details, post) -> None:
+    """One run's styled outputs load stacked (class map above confidence): a sort key where QGIS
+    has one (3.32+), and a stack shared by the run's post-processors (ui/styling.py) for 3.22."""
+    from ..styling import STACK_RANK, OutputStack
+
+    kind = getattr(post, "kind", None)
+    if kind not in STACK_RANK:
+        return
+    if hasattr(details, "layerSortKey"):
+        details.layerSortKey = STACK_RANK[kind]
+    stack = getattr(alg, "_output_stack", None)
+    if stack is None or stack[0] is not context:  # one stack per run (context)
+        stack = (context, OutputStack())
+        alg._output_stack = stack
+    post.stack = stack[1]
 
 
 def release_gpu_memory() -> None:
