@@ -326,6 +326,12 @@ def test_graphical_modeler_chain_train_classify_evaluate(provider, tmp_path: Pat
 
     model = QgsProcessingModelAlgorithm()
     assert model.fromFile(str(repo_root / "resources" / "modeler" / "mmlc_train_classify_evaluate.model3"))
+    valid, issues = model.validate()  # every child parameter has a source (what the Modeler checks)
+    assert valid, issues
+    xs = [model.childAlgorithm(c).position().x() for c in ("train", "classify", "evaluate")]
+    assert xs == sorted(xs) and len(set(xs)) == 3  # laid out left to right, not stacked
+    assert model.parameterDefinition("ARCHITECTURE").defaultValue() == "asanet"
+    assert model.parameterDefinition("CLASSES") is not None
     ben = copies["bigearthnet"]
     pair = "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48"
     lc, cm = tmp_path / "lc.tif", tmp_path / "cm.csv"
