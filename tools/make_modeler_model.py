@@ -40,6 +40,8 @@ def build():
                                   "quick check of fit; use independent labels for a real accuracy assessment). "
                                   "The default architecture, asanet, takes an optical Input 1 and a SAR Input 2; "
                                   "hfdnet takes Input 1 only (leave Input 2 empty).",
+                      "LABELS": "Class raster: 0 or nodata = unlabelled.",
+                      "INPUT_2": "SAR (asanet), PAN (das2f) or the second modality (prsanet); empty for hfdnet.",
                       "CLASSES": "Optional class table, one 'value,name,#rrggbb' per line: names and colours of "
                                  "the map's classes (otherwise 'class N' in generated colours).",
                       "TILE_SIZE": "Training and classification tile side in pixels; 0 = the network's default."})
@@ -57,13 +59,13 @@ def build():
     arch.setUsesStaticStrings(True)
     add_input(arch)
     add_input(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS)"))
-    add_input(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN; empty for hfdnet)", optional=True))
-    add_input(QgsProcessingParameterRasterLayer("LABELS", "Class raster (0 = unlabelled)"))
-    classes = QgsProcessingParameterFile("CLASSES", "Class table (value,name,#rrggbb)", optional=True)
+    add_input(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN)", optional=True))
+    add_input(QgsProcessingParameterRasterLayer("LABELS", "Class raster"))
+    classes = QgsProcessingParameterFile("CLASSES", "Class table", optional=True)
     classes.setFileFilter("Class tables (*.csv *.txt)")
     add_input(classes)
     add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 5, minValue=1))
-    add_input(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (0 = the network's default)",
+    add_input(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (0 = default)",
                                            QgsProcessingParameterNumber.Integer, 0, minValue=0))
 
     def child(alg_id: str, child_id: str, x: float, sources: dict, outputs: dict | None = None,
