@@ -25,14 +25,17 @@ def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "
     parameter that accepts rasters crashes QGIS (3.22) as soon as a raster is chosen. A vector given
     in ``layer_id`` by an older script still works (see :func:`check_label_params`).
     """
-    alg.addParameter(QgsProcessingParameterRasterLayer(
-        layer_id, f"{what}: class raster (0/nodata = unlabelled)", optional=True))
-    alg.addParameter(QgsProcessingParameterVectorLayer(
-        f"{layer_id}_VECTOR", f"{what}: or polygons/points with a class field",
-        [QgsProcessing.TypeVectorAnyGeometry], optional=True))
-    alg.addParameter(QgsProcessingParameterField(
-        "LABEL_FIELD", "Class field (of the polygons/points)", parentLayerParameterName=f"{layer_id}_VECTOR",
-        optional=True))
+    raster = QgsProcessingParameterRasterLayer(layer_id, f"{what} (class raster)", optional=True)
+    vector = QgsProcessingParameterVectorLayer(f"{layer_id}_VECTOR", f"{what} (or polygons/points)",
+                                               [QgsProcessing.TypeVectorAnyGeometry], optional=True)
+    field = QgsProcessingParameterField("LABEL_FIELD", "Class field of the polygons/points",
+                                        parentLayerParameterName=f"{layer_id}_VECTOR", optional=True)
+    if hasattr(raster, "setHelp"):  # tooltips (QGIS 3.16+); the labels stay short for the dialog's width
+        raster.setHelp("One class value per pixel; 0 or nodata = unlabelled. Leave empty for polygons/points.")
+        vector.setHelp("Polygons or points with a class field, any CRS (instead of a class raster).")
+        field.setHelp("Integer class values, or text names (numbered 1..K in alphabetical order).")
+    for p in (raster, vector, field):
+        alg.addParameter(p)
 
 
 def _given(value) -> bool:
