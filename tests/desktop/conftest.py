@@ -30,7 +30,7 @@ ROOT = HERE.parent.parent
 SCREENSHOTS = ROOT / "build" / "desktop-screenshots"
 PAIR = "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48_"
 CROP = (0, 0, 48, 48)  # xoff, yoff, width, height: all four weak-label classes but water occur
-QGIS_TIMEOUT_S = 900
+QGIS_TIMEOUT_S = 600
 MODEL3 = ROOT / "resources" / "modeler" / "mmlc_train_classify_evaluate.model3"
 
 
