@@ -68,6 +68,9 @@ def build():
     add_input(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (0 = default)",
                                            QgsProcessingParameterNumber.Integer, 0, minValue=0))
 
+    if hasattr(m, "setParameterOrder"):  # the dialog lists inputs in this order (else alphabetically)
+        m.setParameterOrder(["ARCHITECTURE", "INPUT_1", "INPUT_2", "LABELS", "CLASSES", "EPOCHS", "TILE_SIZE"])
+
     def child(alg_id: str, child_id: str, x: float, sources: dict, outputs: dict | None = None,
               depends: tuple = ()) -> None:
         """A child fed by ``sources`` (param -> source); ``outputs``: child output -> model output name."""

@@ -71,7 +71,7 @@ def style_polygons(layer: QgsVectorLayer, classes: Iterable[ClassInfo], field: s
         from qgis.core import Qgis, QgsMessageLog
 
         QgsMessageLog.logMessage(f"mmlc: '{layer.name()}' has no field '{field}'; polygons left unstyled",
-                                 "mmlc", Qgis.Warning)
+                                 "mmlc", Qgis.MessageLevel.Warning)
         return
     cats = []
     for c in classes:
