@@ -86,8 +86,8 @@ def test_polygons_draw_on_an_existing_field(desktop) -> None:
     assert polygons["renderer"] == "categorizedSymbol"
     assert polygons["field_exists"], (polygons["field"], polygons["fields"])
     assert polygons["feature_count"] > 0
-    drawn = polygons["drawn"]["by_class_colour"]
-    assert sum(v > 0 for v in drawn.values()) >= 2, drawn  # at least two classes painted
+    drawn = polygons["drawn"]["by_class_colour"]  # fills in class colours cover most of the map
+    assert sum(drawn.values()) > 0.5 * polygons["drawn"]["size"], drawn
 
 
 def test_evaluate_reports_metrics_for_both_reference_kinds(desktop) -> None:
