@@ -135,3 +135,18 @@ def test_other_value_errors_are_not_disguised_as_input_errors(monkeypatch):
     monkeypatch.setitem(cli._COMMANDS, "classify", boom)
     with pytest.raises(ValueError, match="a bug"):
         main(["classify", "--MODEL", "x", "--INPUT_1", "y", "--OUTPUT", "z"])
+
+
+def test_labels_as_raster_or_vector_ids(tmp_path, capsys):
+    """LABELS/REFERENCE take a class raster, LABELS_VECTOR/REFERENCE_VECTOR polygons or points (the
+    Processing split); one of them is required, both at once is a usage error."""
+    nc = ROOT / "resources" / "sample_data" / "share_alike" / "nc_landsat"
+    raster, points = str(nc / "landsat96_labelled_pixels.tif"), str(nc / "landsat96_points.shp")
+    assert main(["evaluate", "--PREDICTION", raster, "--REFERENCE_VECTOR", points, "--LABEL_FIELD", "id"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--PREDICTION", raster, "--REFERENCE", raster, "--REFERENCE_VECTOR", points,
+                 "--LABEL_FIELD", "id"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["distill", "--TEACHER", "t.mmlc", "--INPUT_OPTICAL", raster, "--INPUT_SAR", raster,
+                 "--OUTPUT_MODEL", str(tmp_path / "s.mmlc")]) == 2
+    assert "--LABELS or --LABELS_VECTOR" in capsys.readouterr().err
