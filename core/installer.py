@@ -391,8 +391,8 @@ def prune_provided(staging: Path, pins: dict[str, str]) -> list[str]:
             if staging.resolve() in p.parents and p.is_file():
                 p.unlink()
         shutil.rmtree(info, ignore_errors=True)
-        for root, dirs, files in sorted(os.walk(staging), key=lambda t: -len(t[0])):  # empty folders left
-            if root != str(staging) and not dirs and not files:
+        for root, _dirs, _files in sorted(os.walk(staging), key=lambda t: -len(t[0])):  # deepest first
+            if root != str(staging) and not os.listdir(root):
                 os.rmdir(root)
         removed.append(name)
     return removed
@@ -469,6 +469,10 @@ def _what_to_do(output: str, plan: InstallPlan) -> str:
     if "certificate verify failed" in low or "ssl" in low and "error" in low:
         return ("An HTTPS certificate was refused: set pip's `cert` option (pip.conf / pip.ini or PIP_CERT) "
                 "to your organisation's CA bundle, or use a local wheel folder.")
+    if "(from versions: none)" in low and not plan.no_index:
+        return ("pip found no version at all in the sources: the package index could not be reached (network, "
+                "proxy, firewall: pip's own settings apply, pip.conf / pip.ini, HTTPS_PROXY, PIP_CERT) or the "
+                "index URL is wrong. Offline, give a folder of downloaded wheels (--find-links DIR --no-index).")
     if "no matching distribution" in low or "could not find a version" in low or "resolutionimpossible" in low:
         return ("pip found no fitting wheel for this Python/platform in the given sources: check the index "
                 "URL or that the wheel folder has wheels for this Python (see the log), or choose the CPU build.")

@@ -4,7 +4,8 @@ States (``state`` attribute, also shown in the status line): ``ready`` (plan sho
 enabled), ``installing`` (progress bar, Cancel enabled), then ``done``, ``failed`` or ``cancelled``.
 The install runs :func:`..core.installer.run_install` in a QThread; its signals are delivered in
 the dialog's thread. On success the new folder is put on ``sys.path`` so the algorithms work at
-once, or the dialog says to restart QGIS when a broken torch had already been imported.
+once, or the dialog says to restart QGIS when torch had already been imported (a failed or
+other copy cannot be replaced in a running Python).
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ class InstallDialog(QDialog):
 
     # -- layout ----------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        self.resize(760, 600)
+        self.resize(780, 680)
         layout = QVBoxLayout(self)
         intro = QLabel("mmlc runs its networks with PyTorch. This installs torch and safetensors into a "
                        "folder of your QGIS profile that only mmlc uses; QGIS's own packages (numpy "
@@ -215,8 +216,9 @@ class InstallDialog(QDialog):
         qgisenv.activate(result.target)
         self.progress.setValue(1000)
         if result.restart_needed:
-            message = (f"torch {result.torch_version} is installed, but this QGIS session had already "
-                       "loaded a broken torch: restart QGIS before running mmlc.")
+            loaded = getattr(sys.modules.get("torch"), "__file__", None) or "a failed import"
+            message = (f"torch {result.torch_version} is installed, but this QGIS session had already loaded "
+                       f"torch ({loaded}): restart QGIS so that mmlc uses the new one.")
         else:
             message = (f"Done: torch {result.torch_version} installed ({'CUDA' if result.cuda_available else 'CPU'})"
                        f" in {result.seconds:.0f} s. The mmlc algorithms work now.")
