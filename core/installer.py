@@ -147,7 +147,8 @@ def probe_python(python: str, loaded_modules: Sequence[str] = (), with_qgis: boo
     if res.returncode != 0 or not lines:
         raise InstallError(f"QGIS's Python {python} failed to report itself:\n{res.stderr[-2000:]}")
     data = json.loads(lines[-1])
-    pins = {k: v for k, v in data.get("pins", {}).items() if v}
+    ours = {_normalise(re.split(r"[<>=!~ ;\[]", r, 1)[0]) for r in REQUIREMENTS}  # what we install is not pinned
+    pins = {k: v for k, v in data.get("pins", {}).items() if v and _normalise(k) not in ours}
     if data.get("numpy"):
         pins["numpy"] = data["numpy"]
     return PythonProbe(python, data["version"], data.get("pip"), data.get("numpy"), pins)

@@ -406,6 +406,7 @@ def test_install_dialog_states(qgis_app, tmp_path: Path, small_wheels: Path, pip
     dialog.find_links.setText(str(small_wheels))
     dialog.offline.setChecked(True)  # refreshes the plan
     assert dialog.plan.no_index and dialog.plan.find_links == [str(small_wheels)]
+    assert dialog.install_button.isEnabled(), (dialog.state, dialog.status.text())
     dialog.install_button.click()
     assert dialog.state == "installing" and dialog.cancel_button.isEnabled() and not dialog.close_button.isEnabled()
     qgis_app.processEvents()

@@ -16,7 +16,7 @@ def host_info() -> dict[str, str]:
     from qgis.core import Qgis
     from qgis.PyQt.QtCore import PYQT_VERSION_STR, QT_VERSION_STR
 
-    return {"QGIS": f"{Qgis.QGIS_VERSION} ({Qgis.QGIS_RELEASE_NAME})", "Qt": QT_VERSION_STR, "PyQt": PYQT_VERSION_STR}
+    return {"QGIS": Qgis.QGIS_VERSION, "Qt": QT_VERSION_STR, "PyQt": PYQT_VERSION_STR}
 
 
 class DiagnosticsDialog(QDialog):

@@ -172,6 +172,8 @@ class InstallDialog(QDialog):
 
     def refresh_plan(self) -> None:
         """Probe QGIS's Python and the GPU and show what an install would do."""
+        if self.state == "installing":  # disabling a focused field emits editingFinished: ignore it
+            return
         choice = self.build_combo.currentData()
         links = [self.find_links.text().strip()] if self.find_links.text().strip() else []
         try:
