@@ -223,7 +223,7 @@ def estimate_download(build: Build, find_links: Sequence[str], tag: str,
         return whl.stat().st_size + DEPENDENCY_MB * 2**20, f"size of {whl.name} + ~{DEPENDENCY_MB} MB of dependencies"
     kind = "cuda" if build.is_cuda else "cpu"
     mb = SIZE_ESTIMATES_MB.get((system, kind), SIZE_ESTIMATES_MB[("Linux", kind)])
-    return mb * 2**20, "estimate (docs/install.md)"
+    return mb * 2**20, "estimate, see docs/install.md"
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -271,6 +271,11 @@ class InstallPlan:
             args += ["--find-links", folder]
         return args + list(self.requirements)
 
+    def _pins_summary(self, shown: int = 6) -> str:
+        names = sorted(self.probe.pins, key=lambda n: (n.lower() != "numpy", n.lower()))
+        text = ", ".join(f"{n} {self.probe.pins[n]}" for n in names[:shown]) or "nothing"
+        return text + (f" and {len(names) - shown} more (all in the log)" if len(names) > shown else "")
+
     def describe(self) -> str:
         """Plain-words summary: interpreter, GPU, build, size, target, sources."""
         mb = self.download_bytes / 2**20
@@ -286,7 +291,7 @@ class InstallPlan:
             f"Download: about {size} ({self.size_source})",
             f"From: {source}",
             f"Into: {self.target}",
-            f"Kept as QGIS has them: {', '.join(f'{k} {v}' for k, v in sorted(self.probe.pins.items())) or 'nothing'}",
+            f"Kept as QGIS has them: {self._pins_summary()}",
         ])
 
 
@@ -470,6 +475,10 @@ def _what_to_do(output: str, plan: InstallPlan) -> str:
     if "certificate verify failed" in low or "ssl" in low and "error" in low:
         return ("An HTTPS certificate was refused: set pip's `cert` option (pip.conf / pip.ini or PIP_CERT) "
                 "to your organisation's CA bundle, or use a local wheel folder.")
+    if "(constraint)" in low and ("conflict" in low or "resolutionimpossible" in low):
+        return ("torch needs another version of a package this QGIS has already loaded (see 'The conflict is "
+                "caused by' above); it cannot be replaced inside a running QGIS. Close QGIS and run "
+                "`python -m mmlc install-deps` with QGIS's Python: it keeps only what QGIS loads at start-up.")
     if "(from versions: none)" in low and not plan.no_index:
         return ("pip found no version at all in the sources: the package index could not be reached (network, "
                 "proxy, firewall: pip's own settings apply, pip.conf / pip.ini, HTTPS_PROXY, PIP_CERT) or the "

@@ -53,12 +53,13 @@ def pip_isolated(monkeypatch):
     monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "30")
 
 
-def make_wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
+def make_wheel(folder: Path, name: str, version: str, files: dict[str, str], requires: tuple[str, ...] = ()) -> Path:
     """A minimal pure-Python wheel (for fast installs whose outcome the tests can check)."""
     dist = f"{name}-{version}"
     info = f"{dist}.dist-info"
     content = dict(files)
-    content[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    content[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + \
+        "".join(f"Requires-Dist: {r}\n" for r in requires)
     content[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: mmlc-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     record = []
     for path, text in content.items():
@@ -287,6 +288,23 @@ def test_cancel_stops_pip_and_leaves_the_folder_as_it_was(tmp_path: Path, existi
     assert _snapshot(existing_install.target) == before
     assert sorted(p.name for p in plan.target.parent.iterdir()) == [plan.log_path.name, plan.target.name]
     assert "CANCELLED" in plan.log_path.read_text()
+
+
+def test_a_loaded_package_torch_needs_newer_fails_with_what_to_do(tmp_path: Path, pip_isolated) -> None:
+    """QGIS has loaded typing-extensions 4.4 and torch needs >= 4.10: the pin wins, pip refuses, and the
+    message says why and what to do (nothing of QGIS's is replaced behind its back)."""
+    _system_python_without_torch()
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "torch", "2.13.0", {"torch/__init__.py": ""}, requires=("typing-extensions>=4.10",))
+    make_wheel(wheels, "safetensors", "0.4.5", {"safetensors/__init__.py": ""})
+    for version in ("4.4.0", "4.12.2"):
+        make_wheel(wheels, "typing_extensions", version, {"typing_extensions.py": ""})
+    plan = _plan(tmp_path / "profile", find_links=[str(wheels)], no_index=True)
+    plan.probe.pins["typing-extensions"] = "4.4.0"
+    with pytest.raises(installer.InstallError, match="already loaded.*Close QGIS"):
+        installer.run_install(plan)
+    assert not plan.target.exists()
+    assert "typing-extensions==4.4.0" in plan.log_path.read_text()
 
 
 def test_not_enough_disk_space_is_refused_before_anything_changes(tmp_path: Path, existing_install) -> None:

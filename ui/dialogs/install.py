@@ -242,6 +242,10 @@ class InstallDialog(QDialog):
 
         DiagnosticsDialog(self.profile, self).exec()
 
+    def reject(self) -> None:
+        if self.state != "installing":  # Escape must not hide a running install either
+            super().reject()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         if self.state == "installing":
             event.ignore()  # Cancel first: closing must not leave pip running
