@@ -482,3 +482,40 @@ def test_install_dialog_states(qgis_app, tmp_path: Path, small_wheels: Path, pip
     assert QGuiApplication.clipboard().text() == diag.text
     _shot(diag, "diagnostics")
     diag.close()
+
+
+def test_algorithm_without_torch_offers_the_dialog_in_the_main_thread(qgis_app, qgis_iface, monkeypatch) -> None:
+    """An algorithm finding torch missing (in a Processing worker thread) asks for the install dialog;
+    it opens in the main thread, and the algorithm fails with the install instructions."""
+    import mmlc
+    from mmlc.plugin import MmlcPlugin
+    from mmlc.ui import deps
+    from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
+
+    opened: list[threading.Thread] = []
+    monkeypatch.setattr(MmlcPlugin, "show_install_help", lambda self: opened.append(threading.current_thread()))
+    monkeypatch.setattr(deps, "missing_packages", lambda: ["torch"])
+    plugin = mmlc.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        alg = QgsApplication.processingRegistry().createAlgorithmById("mmlc:evaluate")
+        errors: list[str] = []
+
+        def worker() -> None:
+            try:
+                alg.call_core(lambda **kw: None, QgsProcessingFeedback())
+            except QgsProcessingException as e:
+                errors.append(str(e))
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join(30)
+        assert errors and "install-deps" in errors[0] and "Install PyTorch for mmlc" in errors[0]
+        assert not opened  # queued: nothing ran in the worker thread
+        end = time.monotonic() + 10
+        while not opened and time.monotonic() < end:
+            qgis_app.processEvents()
+        assert opened == [threading.main_thread()]
+    finally:
+        plugin.unload()
+    assert deps.offer_install() is False  # unloaded: no desktop to offer it in
