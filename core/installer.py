@@ -140,6 +140,7 @@ def probe_python(python: str, loaded_modules: Sequence[str] = (), with_qgis: boo
     args = [python, "-c", _PROBE] + (["--with-qgis"] if with_qgis else [])
     try:
         res = subprocess.run(args, input=json.dumps(sorted(set(loaded_modules))), capture_output=True,
+                             creationflags=qgisenv.NO_WINDOW,
                              text=True, timeout=180, env=qgisenv._clean_python_env())
     except (OSError, subprocess.SubprocessError) as e:
         raise InstallError(f"could not run QGIS's Python {python}: {e}") from e
@@ -568,6 +569,7 @@ def _run_streaming(args: list[str], env: dict, emit: Callable[[str], None], prog
     """Run pip, forwarding each output line; poll the cancel flag and the download size."""
     try:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                creationflags=qgisenv.NO_WINDOW,
                                 encoding="utf-8", errors="replace", bufsize=1)
     except OSError as e:
         raise InstallError(f"could not start pip ({args[0]}): {e}") from e
@@ -610,6 +612,7 @@ def _verify(python: str, staging: Path) -> dict:
     """Import torch, safetensors and numpy with QGIS's interpreter, the staging folder first on the path."""
     try:
         res = subprocess.run([python, "-c", _VERIFY, str(staging)], capture_output=True, text=True, timeout=600,
+                             creationflags=qgisenv.NO_WINDOW,
                              env=qgisenv._clean_python_env())
     except (OSError, subprocess.SubprocessError) as e:
         raise InstallError(f"could not test the new packages: {e}") from e

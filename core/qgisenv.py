@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 DEPS_DIRNAME = "mmlc-deps"
+#: Child processes started from QGIS on Windows must not flash a console window.
+NO_WINDOW: int = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 DEFAULT_PROFILE = "default"
 
 
@@ -163,7 +165,7 @@ def interpreter_candidates(executable: str, base_prefix: str, exec_prefix: str, 
 def _reports_same_python(candidate: str, version: Sequence[int], base_prefix: str) -> bool:
     code = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.base_prefix)"
     try:
-        res = subprocess.run([candidate, "-c", code], capture_output=True, text=True, timeout=60,
+        res = subprocess.run([candidate, "-c", code], capture_output=True, text=True, timeout=60, creationflags=NO_WINDOW,
                              env=_clean_python_env())
     except (OSError, subprocess.SubprocessError):
         return False
@@ -248,7 +250,7 @@ def parse_nvidia_smi(query_output: str, banner: str) -> GpuInfo:
 def detect_gpu(run: Callable[[list[str]], str] | None = None) -> GpuInfo:
     """Ask ``nvidia-smi`` (on PATH, or in its Windows default folder); no GPU when it is absent."""
     def default_run(args: list[str]) -> str:
-        res = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        res = subprocess.run(args, capture_output=True, text=True, timeout=30, creationflags=NO_WINDOW)
         if res.returncode != 0:
             raise OSError(res.stderr.strip() or f"exit code {res.returncode}")
         return res.stdout
