@@ -519,3 +519,39 @@ def test_algorithm_without_torch_offers_the_dialog_in_the_main_thread(qgis_app, 
     finally:
         plugin.unload()
     assert deps.offer_install() is False  # unloaded: no desktop to offer it in
+
+
+def test_dialog_in_a_qgis_without_torch_needs_no_restart(tmp_path: Path, small_wheels: Path, pip_isolated) -> None:
+    """Debian's Python (QGIS's, no torch): after the dialog's install, ``import torch`` works in the same
+    process at once, from the new folder, and the dialog says so (no restart)."""
+    _system_python_without_torch()
+    shot = SHOTS / "install-3b-done-no-restart.png"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    code = f"""
+import sys, time
+from qgis.core import QgsApplication
+app = QgsApplication([], True); app.initQgis()
+from mmlc.core import qgisenv
+from mmlc.ui.dialogs.install import InstallDialog
+d = InstallDialog({str(tmp_path / 'profile')!r}, python={SYSTEM_PYTHON!r}, gpu=qgisenv.GpuInfo(note='test'))
+d.show()
+d.find_links.setText({str(small_wheels)!r}); d.offline.setChecked(True)
+d.install_button.click()
+end = time.monotonic() + 120
+while d.state == 'installing' and time.monotonic() < end:
+    app.processEvents(); time.sleep(0.05)
+for _ in range(3):
+    app.processEvents()
+d.grab().save({str(shot)!r})
+print('STATE', d.state, d.result.restart_needed)
+print('STATUS', d.status.text())
+import torch
+print('TORCH', torch.__version__, torch.__file__)
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "pkg"), QT_QPA_PLATFORM="offscreen")
+    res = subprocess.run([SYSTEM_PYTHON, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "STATE done False" in res.stdout, res.stdout + res.stderr[-3000:]
+    assert "The mmlc algorithms work now" in res.stdout
+    target = tmp_path / "profile" / "python" / "mmlc-deps" / "py311"
+    assert f"TORCH 2.13.0 {target / 'torch' / '__init__.py'}" in res.stdout
+    assert shot.is_file()
