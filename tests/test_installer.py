@@ -195,6 +195,22 @@ def test_nvidia_smi_output_chooses_the_build() -> None:
     assert not absent.present and "nvidia-smi" in absent.describe()
 
 
+def test_progress_follows_pip_and_the_downloaded_bytes() -> None:
+    seen: list[float] = []
+    p = installer._Progress(1000, seen.append)
+    p.line("Collecting torch==2.13.0")
+    assert 0 < seen[-1] < 0.25
+    p.line("  Downloading torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl (191.8 MB)")
+    p.downloaded(500)
+    assert seen[-1] == pytest.approx(0.5)
+    p.downloaded(5000)  # more than expected: capped at the end of the download phase
+    assert seen[-1] == pytest.approx(0.75)
+    p.line("Installing collected packages: torch")
+    p.downloaded(100)  # later byte counts never move it back
+    p.line("Successfully installed torch-2.13.0")
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(0.9)
+
+
 def test_activate_puts_the_folder_before_site_packages(tmp_path: Path) -> None:
     path = ["/plugins", "/usr/lib/python311.zip", "/usr/lib/python3/dist-packages", "/x/site-packages"]
     assert not qgisenv.activate(tmp_path / "missing", path)
