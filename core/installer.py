@@ -507,8 +507,10 @@ def run_install(plan: InstallPlan, on_line: Callable[[str], None] = lambda s: No
     free = shutil.disk_usage(base).free
     need = int(plan.download_bytes * DISK_FACTOR)
     if free < need:
-        raise InstallError(f"not enough free disk space in {base}: {free / 2**30:.1f} GB free, about "
-                           f"{need / 2**30:.1f} GB needed. Free some space and install again.")
+        message = (f"not enough free disk space in {base}: {free / 2**30:.1f} GB free, about "
+                   f"{need / 2**30:.1f} GB needed. Free some space and install again.")
+        plan.log_path.write_text(f"{plan.describe()}\nFAILED: {message}\n", encoding="utf-8")
+        raise InstallError(message)
     log = open(plan.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in finally)
     staging: Optional[Path] = Path(tempfile.mkdtemp(prefix=f"{plan.target.name}.staging-", dir=base))
     pip_tmp = Path(tempfile.mkdtemp(prefix=f"{plan.target.name}.pip-tmp-", dir=base))
@@ -543,6 +545,8 @@ def run_install(plan: InstallPlan, on_line: Callable[[str], None] = lambda s: No
         check = _verify(plan.python, staging)
         emit(f"torch {check['torch']} (CUDA available: {check['cuda']}), numpy {check['numpy']} from QGIS")
         progress._set(0.97)
+        if cancelled():
+            raise InstallCancelled("cancelled; nothing was changed")
         _swap_in(staging, plan.target)
         staging = None  # now the target
         progress._set(1.0)

@@ -330,6 +330,7 @@ def test_not_enough_disk_space_is_refused_before_anything_changes(tmp_path: Path
     with pytest.raises(installer.InstallError, match="not enough free disk space"):
         installer.run_install(plan)
     assert _snapshot(existing_install.target) == before
+    assert "FAILED: not enough free disk space" in plan.log_path.read_text()  # Diagnostics shows it
 
 
 def test_no_pip_in_qgis_python_says_what_to_do(tmp_path: Path) -> None:
