@@ -1,8 +1,9 @@
 """The QGIS plugin object: registers the Processing provider and a Raster menu.
 
 ``initProcessing`` is what ``qgis_process`` calls, so the provider exists headless too. Nothing
-here imports torch; if PyTorch is missing the plugin still loads and tells the user how to
-install it (message bar + a dialog with the exact commands).
+here imports torch; if PyTorch is missing the plugin still loads, says so in the message bar and
+offers the *Install PyTorch for mmlc* dialog (menu, or when an algorithm runs without torch);
+*Diagnostics* shows what mmlc sees.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class MmlcPlugin:
         self.iface = iface
         self.provider: Optional[MmlcProvider] = None
         self.actions: list = []
+        self.offer: Optional[deps.InstallOffer] = None
+        self.install_dialog = None
 
     # -- Processing ----------------------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802
@@ -45,14 +48,18 @@ class MmlcPlugin:
             action.triggered.connect(lambda _checked=False, a=alg_id: self.open_algorithm(a))
             self.iface.addPluginToRasterMenu(MENU, action)
             self.actions.append(action)
-        help_action = QAction("Install PyTorch for mmlc…", self.iface.mainWindow())
-        help_action.triggered.connect(self.show_install_help)
-        self.iface.addPluginToRasterMenu(MENU, help_action)
-        self.actions.append(help_action)
+        for text, slot in (("Install PyTorch for mmlc…", self.show_install_help),
+                           ("Diagnostics…", self.show_diagnostics)):
+            action = QAction(text, self.iface.mainWindow())
+            action.triggered.connect(lambda _checked=False, s=slot: s())
+            self.iface.addPluginToRasterMenu(MENU, action)
+            self.actions.append(action)
+        self.offer = deps.InstallOffer(self.show_install_help)  # algorithms without torch ask through it
+        deps.set_offer(self.offer)
         if deps.missing_packages():
             self.iface.messageBar().pushMessage(
                 "mmlc", "PyTorch is not installed in QGIS's Python: Raster > Multimodal Land Cover > "
-                "Install PyTorch for mmlc… shows the command.", Qgis.Warning, 15)
+                "Install PyTorch for mmlc… installs it with one click.", Qgis.Warning, 15)
 
     def open_algorithm(self, alg_id: str) -> None:
         """Open the Processing dialog of one algorithm (what the menu entries do)."""
@@ -61,13 +68,21 @@ class MmlcPlugin:
         processing.execAlgorithmDialog(alg_id, {})
 
     def show_install_help(self) -> None:
-        from qgis.PyQt.QtWidgets import QMessageBox
+        """The Install PyTorch for mmlc dialog (one at a time)."""
+        from .ui.dialogs.install import InstallDialog
 
-        text = deps.install_instructions() if deps.missing_packages() else (
-            "PyTorch is installed; mmlc is ready.\n\n" + deps.install_instructions())
-        QMessageBox.information(self.iface.mainWindow(), "mmlc: PyTorch", text)
+        if self.install_dialog is None or not self.install_dialog.isVisible():
+            self.install_dialog = InstallDialog(deps.profile_dir(), self.iface.mainWindow())
+        self.install_dialog.show()
+        self.install_dialog.raise_()
+
+    def show_diagnostics(self) -> None:
+        from .ui.dialogs.diagnostics import DiagnosticsDialog
+
+        DiagnosticsDialog(deps.profile_dir(), self.iface.mainWindow()).exec()
 
     def unload(self) -> None:
+        deps.set_offer(None)
         for action in self.actions:
             if self.iface is not None:
                 self.iface.removePluginRasterMenu(MENU, action)

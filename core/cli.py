@@ -1,4 +1,5 @@
-"""Headless command line: ``python -m mmlc train|classify|distill|evaluate|models``.
+"""Headless command line: ``python -m mmlc train|classify|distill|evaluate|models``, plus
+``install-deps`` and ``diagnostics`` (:mod:`.install_cli`, which runs without torch).
 
 The same ``core.api`` functions as the Processing algorithms, with the same parameter ids as
 options (``--INPUT_1``, ``--OUTPUT_MODEL``...; lower-case aliases ``--input-1``/``--input_1``
@@ -164,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
         _add(sp, specs)
     sub.add_parser("models", help="list architectures and built-in models")
+    from . import install_cli  # torch-free commands (python -m mmlc dispatches them before torch loads)
+
+    install_cli.add_arguments(sub.add_parser("install-deps", help=install_cli.INSTALL_HELP))
+    sub.add_parser("diagnostics", help="print the diagnostics report").add_argument("--profile", default=None)
     return p
 
 
@@ -297,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as e:  # argparse: --help (0) or bad usage (2)
         return int(e.code or 0)
+    if a.command in ("install-deps", "diagnostics"):
+        from . import install_cli
+
+        args = list(argv) if argv is not None else sys.argv[1:]
+        return install_cli.main([x for x in args if x not in ("-q", "--quiet")])
     if a.command == "models":
         print(_list_models())
         return 0

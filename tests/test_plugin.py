@@ -47,7 +47,8 @@ def test_plugin_loads_registers_and_unloads(qgis_iface) -> None:
         provider = registry.providerById("mmlc")
         assert provider is not None and provider.name() == "Multimodal Land Cover"
         assert {a.id() for a in provider.algorithms()} == ALG_IDS
-        assert len(plugin.actions) == 5  # four algorithms + the PyTorch install help
+        assert len(plugin.actions) == 6  # four algorithms + Install PyTorch for mmlc + Diagnostics
+        assert [a.text() for a in plugin.actions[-2:]] == ["Install PyTorch for mmlc…", "Diagnostics…"]
     finally:
         plugin.unload()
     assert registry.providerById("mmlc") is None
@@ -83,7 +84,7 @@ def test_loading_the_plugin_does_not_import_torch() -> None:
 
 def test_missing_torch_loads_and_explains_install() -> None:
     """QGIS's own Python without torch (Debian's /usr/bin/python3, outside our venv): the plugin
-    loads and the algorithms explain exactly how to install PyTorch."""
+    loads and the algorithms point to the install dialog and the headless install-deps command."""
     system_python = "/usr/bin/python3"
     probe = subprocess.run([system_python, "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
                            capture_output=True, text=True)
@@ -105,7 +106,8 @@ def test_missing_torch_loads_and_explains_install() -> None:
     """)
     out = subprocess.run([system_python, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert "MISSING ['torch', 'safetensors']" in out.stdout, out.stdout + out.stderr
-    assert "pip install" in out.stdout and "torch==2.13.0" in out.stdout and "numpy==" in out.stdout
+    assert "Install PyTorch for mmlc" in out.stdout and "torch==2.13.0" in out.stdout
+    assert "-m mmlc install-deps --profile" in out.stdout and "mmlc-deps" in out.stdout
 
 
 def _qgis_process() -> str:

@@ -1,17 +1,26 @@
-"""Is PyTorch importable from QGIS's Python, and if not, how does the user install it?
+"""Is PyTorch importable from QGIS's Python, and if not, how does the user get it?
 
-Checking uses ``importlib.util.find_spec`` so nothing heavy is imported when QGIS starts.
-The install command pins the numpy QGIS already has, so pip never upgrades it under QGIS.
+Checking uses ``importlib.util.find_spec`` so nothing heavy is imported when QGIS starts. The
+answer is the *Install PyTorch for mmlc* dialog (``ui/dialogs/install.py``), which installs into
+the profile's ``python/mmlc-deps/pyXY`` folder with :mod:`..core.installer`; without the desktop
+(qgis_process on a server) the message names the equivalent ``python -m mmlc install-deps``.
+
+An algorithm that finds torch missing runs in a Processing worker thread, where no dialog may be
+opened: :func:`offer_install` emits a signal that the plugin (main thread) turns into the dialog.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-import platform
-import sys
+from pathlib import Path
+from typing import Callable, Optional
 
-TORCH_REQUIREMENT = "torch==2.13.0"
-OTHER_REQUIREMENTS = ("safetensors>=0.4",)
+from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
+
+from ..core import installer, qgisenv
+
+TORCH_REQUIREMENT = installer.TORCH_REQUIREMENT
+OTHER_REQUIREMENTS = installer.OTHER_REQUIREMENTS
 
 
 def missing_packages() -> list[str]:
@@ -19,53 +28,68 @@ def missing_packages() -> list[str]:
     return [m for m in ("torch", "safetensors") if importlib.util.find_spec(m) is None]
 
 
-def _numpy_pin() -> str:
+def profile_dir() -> Path:
+    """The active QGIS profile folder (where the installer's package folder lives)."""
+    from qgis.core import QgsApplication
+
+    return Path(QgsApplication.qgisSettingsDirPath())
+
+
+def headless_command() -> str:
+    """The terminal command that does what the dialog does, for this QGIS and profile."""
     try:
-        import numpy
-
-        return f"numpy=={numpy.__version__}"
-    except ImportError:  # pragma: no cover - QGIS always ships numpy
-        return ""
-
-
-def qgis_python() -> str:
-    """Best guess of the Python interpreter QGIS runs (sys.executable is qgis.exe on Windows)."""
-    system = platform.system()
-    if system == "Windows":
-        return "python"  # inside the OSGeo4W Shell that comes with QGIS
-    if system == "Darwin":
-        return os.path.join(os.path.dirname(sys.executable), "bin", "python3")
-    return "/usr/bin/python3" if sys.executable.startswith("/usr/") or not sys.executable else sys.executable
-
-
-def install_commands(cuda: bool = False) -> list[str]:
-    """The pip command lines that install the missing packages for QGIS's Python.
-
-    torch does not depend on numpy, so installing it never touches QGIS's numpy; the second
-    command pins numpy explicitly so safetensors cannot pull in another one either.
-    """
-    py = qgis_python()
-    extra = " --user --break-system-packages" if platform.system() == "Linux" and py.startswith("/usr/") else ""
-    index = "" if cuda else " --index-url https://download.pytorch.org/whl/cpu"
-    rest = " ".join(f'"{p}"' for p in (*OTHER_REQUIREMENTS, _numpy_pin()) if p)
-    return [f'{py} -m pip install{extra}{index} "{TORCH_REQUIREMENT}"', f"{py} -m pip install{extra} {rest}"]
+        python = qgisenv.find_qgis_python()
+    except FileNotFoundError:
+        python = "python3"
+    plugins_dir = Path(__file__).resolve().parent.parent.parent
+    assign = f'set PYTHONPATH={plugins_dir} && ' if os.name == "nt" else f'PYTHONPATH="{plugins_dir}" '
+    return f'{assign}"{python}" -m mmlc install-deps --profile "{profile_dir()}"'
 
 
 def install_instructions() -> str:
-    """A plain-words message for the user: what is missing and exactly what to run."""
+    """A plain-words message for the user: what is missing and how to install it."""
     missing = missing_packages()
     what = ", ".join(missing) if missing else "nothing"
-    system = platform.system()
-    where = {
-        "Windows": "Close QGIS, open the 'OSGeo4W Shell' from the Start menu (it comes with QGIS) and run:",
-        "Darwin": "Close QGIS, open Terminal and run:",
-    }.get(system, "Close QGIS, open a terminal and run:")
+    target = qgisenv.deps_dir(profile_dir())
     return (
         f"mmlc needs PyTorch in QGIS's own Python (missing: {what}).\n\n"
-        f"{where}\n\n" + "".join(f"    {c}\n" for c in install_commands(cuda=False)) + "\n"
-        "For an NVIDIA GPU, use the CUDA build instead (pick the command for your CUDA version on "
-        "pytorch.org, Get Started), keeping the same numpy pin:\n\n"
-        + "".join(f"    {c}\n" for c in install_commands(cuda=True)) + "\n"
-        "The numpy pin keeps the numpy QGIS was built with, so QGIS itself is never broken. "
-        "Then restart QGIS."
+        "In QGIS: Raster > Multimodal Land Cover > Install PyTorch for mmlc… installs "
+        f"{' and '.join(installer.REQUIREMENTS)} with one click (CPU or CUDA build chosen for this "
+        f"machine) into {target}, without touching QGIS's own packages (numpy is kept).\n\n"
+        "Without the desktop (qgis_process on a server), run the same installer with QGIS's Python:\n\n"
+        f"    {headless_command()}\n\n"
+        "Add --find-links DIR --no-index for a folder of downloaded wheels, or --index-url URL for a "
+        "mirror. Raster > Multimodal Land Cover > Diagnostics shows what is installed."
     )
+
+
+class InstallOffer(QObject):
+    """Created in the main thread; ``requested`` (emitted from any thread) calls ``open_dialog``
+    through a queued connection, so the dialog always opens in the main thread."""
+
+    requested = pyqtSignal()
+
+    def __init__(self, open_dialog: Callable[[], None]) -> None:
+        super().__init__()
+        self._open_dialog = open_dialog
+        self.requested.connect(self._open, Qt.ConnectionType.QueuedConnection)
+
+    @pyqtSlot()
+    def _open(self) -> None:
+        self._open_dialog()
+
+
+_offer: Optional[InstallOffer] = None
+
+
+def set_offer(offer: Optional[InstallOffer]) -> None:
+    global _offer
+    _offer = offer
+
+
+def offer_install() -> bool:
+    """Ask the plugin (from any thread) to open the install dialog; False without a desktop."""
+    if _offer is None:
+        return False
+    _offer.requested.emit()
+    return True

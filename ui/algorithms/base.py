@@ -82,6 +82,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         """Run a core function with a feedback-backed Progress; map errors to Processing errors."""
         missing = deps.missing_packages()
         if missing:
+            deps.offer_install()  # in the desktop, the install dialog opens (main thread)
             raise QgsProcessingException(deps.install_instructions())
         from ...core.errors import Cancelled, MmlcError, NetworkError
 

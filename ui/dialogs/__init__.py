@@ -1,0 +1,1 @@
+"""Dialogs of the plugin: dependency install and diagnostics."""
