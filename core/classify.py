@@ -21,7 +21,8 @@ from .grid import Grid
 from .io import AlignedReader
 from .labels import LabelSource, split_layer_uri
 from .modelfile import ModelCard, build_from_file, read_card
-from .outputs import OutputSet, check_output_paths
+from .output_paths import check_outputs
+from .outputs import OutputSet
 from .progress import NullProgress, Progress, check_cancel
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -140,7 +141,9 @@ def classify(
         raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
     check_classes(card.classes)
     check_inputs(card, inputs)
-    check_output_paths([output, confidence, vector], inputs + ([split_layer_uri(mask)[0]] if mask else []))
+    check_outputs("classify", {"OUTPUT": output, "OUTPUT_CONFIDENCE": confidence, "OUTPUT_VECTOR": vector},
+                  {"MODEL": str(path), **{f"INPUT_{i + 1}": p for i, p in enumerate(inputs)},
+                   "MASK": split_layer_uri(mask)[0] if mask else None})
     ratios = [m.grid_ratio for m in card.modalities]
     with AlignedReader(inputs, ratios) as probe:
         grid: Grid = probe.grid

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .atomic import new_run_id, os_error, remove_temp, temp_path
 from .classes import ClassInfo, classes_from_dicts
 from .errors import ModelFileError
 
@@ -138,13 +139,14 @@ def save_model_file(path: str | Path, card: ModelCard, state_dict: dict, storage
         state_dict = compress_state(state_dict, storage)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta = {"mmlc.card": card.to_json(), "mmlc.sha256": _digest(tensors), "format": "pt"}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path, new_run_id())
     try:
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, path)
+    except OSError as e:
+        raise os_error(e, path) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
     return path
 
 

@@ -41,11 +41,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import normalize
+from .atomic import RunFiles, new_run_id, os_error, remove_temp, temp_path
 from .classes import ClassInfo, read_class_table
 from .datasets import Scene, SceneData, load_scene
 from .ddp import DistContext, all_reduce_sum, barrier, broadcast_flag, setup, teardown, wrap_for_training
-from .errors import InputError, MmlcError, ModelFileError, OutputError
+from .errors import InputError, MmlcError, ModelFileError
 from .modelfile import ModalityCard, ModelCard, load_model_file, save_model_file
+from .output_paths import check_outputs
 from .progress import NullProgress, Progress, check_cancel
 from .samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, collate, epoch_order
 from .splits import block_split, default_block_size
@@ -378,13 +380,14 @@ def _build_optimizer(net: Any, cfg: LoopConfig) -> Any:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path, new_run_id())
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise os_error(e, path) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
 
 
 def _cpu_state(sd: dict) -> dict:
@@ -607,17 +610,6 @@ def variant_kwarg(spec: Any) -> str | None:
     return None
 
 
-def _check_output(path: str, inputs: Sequence[str]) -> Path:
-    out = Path(path)
-    if not out.parent.exists():
-        raise OutputError(f"the output folder {out.parent} does not exist; create it or choose another OUTPUT_MODEL")
-    if not os.access(out.parent, os.W_OK):
-        raise OutputError(f"the output folder {out.parent} is not writable; choose another OUTPUT_MODEL")
-    if any(Path(p).resolve() == out.resolve() for p in inputs):
-        raise OutputError(f"OUTPUT_MODEL {out} is one of the inputs; choose another file name")
-    return out
-
-
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -769,12 +761,19 @@ def train(
     lr = float(learning_rate if learning_rate is not None else rec.lr)
     if epochs < 1 or batch_size < 1 or lr <= 0 or accumulate < 1:
         raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 and LEARNING_RATE > 0")
-    all_inputs = [p for s in scenes for p in s.inputs] + [s.labels for s in scenes]
-    out = _check_output(output_model, all_inputs)
+    out = Path(output_model)
     report_path = (None if output_report == "" else  # "" = no report
                    output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
-    dev = resolve_device(device)
-    ctx = setup(dev.type)
+    check_outputs("train", {"OUTPUT_MODEL": output_model, "OUTPUT_REPORT": report_path},
+                  {**{f"INPUT_{i + 1}": [s.inputs[i] for s in scenes] for i in range(n_mod)},
+                   "LABELS": [s.labels for s in scenes], "CLASSES": classes, "INIT_MODEL": init_model})
+    run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
+    try:
+        dev = resolve_device(device)
+        ctx = setup(dev.type)
+    except BaseException:
+        run.release()
+        raise
     try:
         if ctx.distributed and dev.type == "cuda":
             dev = torch.device("cuda", ctx.local_rank)
@@ -860,11 +859,16 @@ def train(
             overlap=min(32, (tile if dense else rec.tile_size) // 4), provenance=provenance,
         )
         written_report = None
-        if ctx.is_main:
-            save_model_file(out, card, outcome.state)
-            written_report = _write_report(report_path, card, outcome.history, metrics,
+        if ctx.is_main:  # the model and its report are placed together (core.atomic)
+            save_model_file(run.temp(out), card, outcome.state)
+            written_report = _write_report(str(run.temp(report_path)) if report_path else None, card,
+                                           outcome.history, metrics,
                                            {"architecture": arch, "scenes": [s.name for s in scenes],
                                             "resumed_from_epoch": outcome.start_epoch}, progress)
+            if written_report is None and report_path:
+                run.discard(report_path)
+            run.commit()
+            written_report = report_path if written_report is not None else None
             if resume_file is not None and resume_file.exists():
                 resume_file.unlink()
         barrier(ctx)
@@ -872,4 +876,6 @@ def train(
         return TrainResult(str(out), written_report, card, outcome.history, outcome.best_epoch, metric_value,
                            cfg.metric, metrics, outcome.epochs_run, outcome.start_epoch)
     finally:
+        run.abort()
+        run.release()
         teardown(ctx)
