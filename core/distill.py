@@ -41,6 +41,7 @@ from .training import (
     _version,
     _write_report,
     prepare_data,
+    record_profile,
     resume_path_for,
     run_loop,
 )
@@ -163,6 +164,7 @@ def distill(
                             validation_fraction=validation_fraction, seed=seed, tile=tile,
                             given_cards=[t_card.modalities[0], None], progress=progress)
         sar_card = data.modality_cards[1]
+        record_profile(sar_card, scenes[0].inputs[1], [d.arrays[1] for d in datas])
         length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
         sampler = DenseTileSampler(data.scenes, tile, length, seed)
         validation = DenseValidation(data.scenes, tile)

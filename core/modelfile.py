@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .atomic import new_run_id, os_error, remove_temp, temp_path
+from .card_schema import parse_card, validate_card
 from .classes import ClassInfo, classes_from_dicts
 from .errors import ModelFileError
 
@@ -39,6 +40,8 @@ class ModalityCard:
     std: list[float] = field(default_factory=list)
     to_db: bool = False
     band_names: list[str] = field(default_factory=list)
+    data_type: str = ""  # numpy name of the training rasters' type ("uint16"); "" in older cards
+    value_range: list[float] = field(default_factory=list)  # [min, max] seen in training; [] if unknown
 
 
 @dataclass
@@ -66,7 +69,12 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":
-        d = json.loads(text)
+        """The card of ``text``, validated against :mod:`.card_schema` first (ModelFileError)."""
+        d = parse_card(text)
+        version = d.get("format_version", FORMAT_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise ModelFileError(f"was written by a newer mmlc (format {version}); update the plugin")
+        validate_card(d)
         d["modalities"] = [ModalityCard(**m) for m in d["modalities"]]
         d["classes"] = classes_from_dicts(d["classes"])
         return cls(**d)
@@ -174,6 +182,8 @@ def load_model_file(path: str | Path, weights: bool = True) -> tuple[ModelCard, 
         raise ModelFileError(f"{path} is a safetensors file but not an mmlc model file (no card)")
     try:
         card = ModelCard.from_json(meta["mmlc.card"])
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
     except (ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"{path}: the model card cannot be read: {e}") from e
     if card.format_version > FORMAT_VERSION:
@@ -201,6 +211,6 @@ def build_from_file(path: str | Path, device: Any = "cpu"):
         with torch.device("meta"):
             model = build_model(card.architecture, **card.build_kwargs)
         model.load_state_dict(tensors, strict=True, assign=True)
-    except (KeyError, RuntimeError, TypeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise ModelFileError(f"{path}: the weights do not fit architecture {card.architecture!r}: {e}") from e
     return card, model.to(device).eval()

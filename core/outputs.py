@@ -142,6 +142,7 @@ class OutputSet:
         values = np.array([c.value for c in self.classes], np.int64)
         self.lut = values.astype(np.uint16 if values.max() > 255 else np.uint8)
         self.counts = np.zeros(len(self.classes), np.int64)
+        self.nonfinite = 0  # valid pixels left nodata because the network's output was not finite
         self._blocks: dict[tuple[int, int], list] = {}  # (block row, block col) -> [values, conf, pixels in]
         self._written = 0  # pixels written to the files
         self._ds: dict[str, Any] = {}
@@ -206,6 +207,10 @@ class OutputSet:
                                f"{self.grid.width} grid")
         want_conf = "confidence" in self.final
         idx, conf = argmax_max(probs)
+        broken = ~np.isfinite(conf)  # a NaN/Inf in any class (the maximum carries NaN): never a class
+        if broken.any():
+            self.nonfinite += int(np.count_nonzero(broken & valid))
+            valid = valid & ~broken
         vals = np.take(self.lut, idx)
         if valid.all():
             self.counts += class_counts(idx, len(self.classes))

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import normalize
 from .atomic import RunFiles, new_run_id, os_error, remove_temp, temp_path
+from .card_schema import strip_path_kwargs
 from .classes import ClassInfo, read_class_table
 from .datasets import Scene, SceneData, load_scene
 from .ddp import DistContext, all_reduce_sum, barrier, broadcast_flag, setup, teardown, wrap_for_training
@@ -610,6 +611,13 @@ def variant_kwarg(spec: Any) -> str | None:
     return None
 
 
+def record_profile(card: ModalityCard, path: str, arrays: Sequence[np.ndarray]) -> None:
+    """Store the input's data type and value range in its card (classify warns on a mismatch)."""
+    from .value_checks import input_profile, raster_dtype
+
+    card.data_type, card.value_range = input_profile(raster_dtype(path), (_subsample(a) for a in arrays))
+
+
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -803,8 +811,10 @@ def train(
                             to_db=to_db, given_cards=given, progress=progress)
         progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
                       f"{len(run_classes)} classes")
-        for mc, m in zip(data.modality_cards, spec.modalities):
+        for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
+            if given is None:  # fine-tuning keeps the original card, data type and range included
+                record_profile(mc, scenes[0].inputs[i], [d.arrays[i] for d in datas])
         if dense:
             length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
             sampler: Any = DenseTileSampler(data.scenes, tile, length, seed, scale_range=scale_range)
@@ -854,7 +864,7 @@ def train(
             **init_info,
         }
         card = ModelCard(
-            architecture=arch, build_kwargs=kwargs, head_kind=spec.head_kind, modalities=data.modality_cards,
+            architecture=arch, build_kwargs=strip_path_kwargs(kwargs), head_kind=spec.head_kind, modalities=data.modality_cards,
             classes=run_classes, variant=variant or "", tile_size=tile if dense else rec.tile_size,
             overlap=min(32, (tile if dense else rec.tile_size) // 4), provenance=provenance,
         )
