@@ -28,6 +28,8 @@ from .sizes import check_tile_memory, clamp_tile
 from .value_checks import type_mismatch
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Tiles (or patch units) per forward pass when BATCH_SIZE is 0 or not given.
+DEFAULT_BATCH_SIZE = 4
 
 
 @dataclass
@@ -111,7 +113,7 @@ def classify(
     mask: Optional[str] = None,
     tile_size: Optional[int] = None,
     overlap: Optional[int] = None,
-    batch_size: int = 4,
+    batch_size: Optional[int] = 4,
     device: str = "auto",
     precision: str = "auto",
     progress: Optional[Progress] = None,
@@ -146,8 +148,9 @@ def classify(
     mask = None if mask is None else str(mask)
     if precision not in _PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISIONS)}")
+    batch_size = DEFAULT_BATCH_SIZE if not batch_size else int(batch_size)  # 0/None = the default, as in train
     if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
+        raise InputError(f"batch size must be at least 1 (0 = the default, {DEFAULT_BATCH_SIZE}), got {batch_size}")
     path = resolve_model(model)
     card = read_card(path)
     if card.head_kind not in ("dense", "patch"):

@@ -135,11 +135,12 @@ def distill(
     for s in scenes:
         if len(s.inputs) != 2:
             raise InputError(f"scene {s.name}: distillation takes [optical, sar] inputs, got {len(s.inputs)}")
-    epochs = int(epochs if epochs is not None else rec.epochs)
-    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
+    # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
+    epochs = int(epochs) if epochs else rec.epochs
+    batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
     if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise InputError("EPOCHS and BATCH_SIZE must be >= 1 and LEARNING_RATE > 0")
+        raise InputError("EPOCHS and BATCH_SIZE must be >= 1 (0 = the network's default) and LEARNING_RATE > 0")
     out = Path(output_model)
     report_path = (None if output_report == "" else  # "" = no report
                    output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))

@@ -251,6 +251,13 @@ class LabelSource:
             valid &= arr != nodata
         if self.presence:  # a mask: any non-zero valid value, whatever the type
             return (valid & (arr != 0)).astype(np.uint16)
+        if arr.dtype.kind in "if" and np.any(valid & (arr < 0)):
+            bad = arr[valid & (arr < 0)]
+            raise InputError(
+                f"the label raster {self.path} holds negative values ({bad.size} pixels, e.g. {bad[0]:g}); class "
+                "values must be 1..65535 with 0 = unlabelled: declare the negative fill value as nodata "
+                "(gdal_edit.py -a_nodata) or recode the classes"
+            )
         valid &= arr > 0
         vals = arr[valid]
         if vals.size:

@@ -675,6 +675,25 @@ def _write_report(path: str | None, card: ModelCard, history: list[dict[str, flo
     return str(path)
 
 
+def resolve_variant(spec: Any, variant: str | None) -> str | None:
+    """The spec's full variant name for ``variant``, which may be the full name or its short form
+    (the part after the last ``_``: ``atto`` for ``convnextv2_atto``), any case; InputError listing
+    both forms otherwise. Called before any data is read."""
+    if not variant:
+        return None
+    if not spec.variants:
+        raise InputError(f"{spec.name} has no variants; leave VARIANT empty")
+    want = variant.strip().lower()
+    for v in spec.variants:
+        if v.lower() == want:
+            return v
+    short = [v for v in spec.variants if v.lower().rsplit("_", 1)[-1] == want]
+    if len(short) == 1:
+        return short[0]
+    names = ", ".join(v if "_" not in v else f"{v.rsplit('_', 1)[-1]} ({v})" for v in spec.variants)
+    raise InputError(f"unknown {spec.name} variant {variant!r}; choose one of {names}")
+
+
 def build_network(spec: Any, variant: str | None, band_counts: Sequence[int], num_classes: int,
                   extra_kwargs: dict | None) -> tuple[Any, dict]:
     """Build a network from its spec and band counts; returns (net, build_kwargs for the card)."""
@@ -683,9 +702,8 @@ def build_network(spec: Any, variant: str | None, band_counts: Sequence[int], nu
             raise InputError(f"{spec.name} takes exactly {m.default_bands} {m.name} band(s); the input has {n}")
     kwargs: dict[str, Any] = dict(spec.channel_kwargs(list(band_counts)))
     kwargs["num_classes"] = int(num_classes)
+    variant = resolve_variant(spec, variant)
     if variant:
-        if spec.variants and variant not in spec.variants:
-            raise InputError(f"unknown {spec.name} variant {variant!r}; choose one of {', '.join(spec.variants)}")
         key = variant_kwarg(spec)
         if key is None:
             raise InputError(f"{spec.name} has no variants")
@@ -762,13 +780,16 @@ def train(
         if len(s.inputs) != n_mod:
             raise InputError(f"{arch} takes {n_mod} input(s) ({', '.join(m.name for m in spec.modalities)}); "
                              f"scene {s.name} gives {len(s.inputs)}")
+    variant = resolve_variant(spec, variant)  # options are checked before any data is read
     if not 0.0 <= validation_fraction < 0.95:
         raise InputError(f"VALIDATION_FRACTION must be in [0, 0.95), got {validation_fraction}")
-    epochs = int(epochs if epochs is not None else rec.epochs)
-    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
+    # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
+    epochs = int(epochs) if epochs else rec.epochs
+    batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
     if epochs < 1 or batch_size < 1 or lr <= 0 or accumulate < 1:
-        raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 and LEARNING_RATE > 0")
+        raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 (0 = the network's default) and "
+                         "LEARNING_RATE > 0")
     out = Path(output_model)
     report_path = (None if output_report == "" else  # "" = no report
                    output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
