@@ -311,6 +311,18 @@ def checked_gdal_write(path: Path | str) -> Iterator[None]:
     if gdal.GetLastErrorType() >= gdal.CE_Failure:
         msg = gdal.GetLastErrorMsg() or "GDAL write failed"
         gdal.ErrorReset()
-        if "no space left" in msg.lower() or "disk full" in msg.lower():
+        if "no space left" in msg.lower() or "disk full" in msg.lower() or disk_nearly_full(path):
             raise OutputError(f"disk full at {path}; free some space or choose another folder")
         raise OutputError(f"cannot write {path}: {msg}")
+
+
+def disk_nearly_full(path: Path | str, margin: int = 1 << 20) -> bool:
+    """Whether the file system of ``path``'s folder has less than ``margin`` bytes free (GDAL's
+    write errors do not always say that the disk is full)."""
+    import shutil
+
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False

@@ -319,7 +319,13 @@ class OutputSet:
 
     def abort(self) -> None:
         """Drop every temporary file (failed or cancelled run)."""
-        self._ds.clear()
+        from osgeo import gdal
+
+        gdal.PushErrorHandler("CPLQuietErrorHandler")  # closing may fail again (e.g. disk full): no noise
+        try:
+            self._ds.clear()
+        finally:
+            gdal.PopErrorHandler()
         self._restore_pam()
         if hasattr(self, "_run"):
             self._run.abort()  # the temporary files and their companions (.aux.xml, -wal, ...)
