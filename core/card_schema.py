@@ -62,24 +62,19 @@ def _depth_ok(obj: Any, limit: int) -> bool:
     return True
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
 def _text_depth(text: str) -> int:
-    """The bracket nesting depth of JSON text, strings skipped (before json.loads recurses)."""
+    """The bracket nesting depth of JSON text, strings skipped (checked before json.loads
+    recurses); only the brackets are walked in Python."""
     depth = best = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
+    for ch in _BRACKETS.findall(_STRING.sub("", text)):
+        if ch in "[{":
             depth += 1
             best = max(best, depth)
-        elif ch in "]}":
+        else:
             depth -= 1
     return best
 

@@ -212,5 +212,7 @@ def build_from_file(path: str | Path, device: Any = "cpu"):
             model = build_model(card.architecture, **card.build_kwargs)
         model.load_state_dict(tensors, strict=True, assign=True)
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise ModelFileError(f"{path}: the weights do not fit architecture {card.architecture!r}: {e}") from e
+        why = " ".join(str(e).split())  # torch's messages span lines: one line, bounded
+        why = why if len(why) <= 300 else why[:300] + "..."
+        raise ModelFileError(f"{path}: the weights do not fit architecture {card.architecture!r}: {why}") from e
     return card, model.to(device).eval()
