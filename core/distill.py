@@ -28,8 +28,8 @@ from .builtin import resolve_model
 from .classes import ClassInfo
 from .datasets import Scene, fingerprint, load_scene
 from .ddp import setup, teardown
-from .errors import InputError, ModelFileError
-from .modelfile import ModelCard, load_model_file, save_model_file
+from .errors import InputError
+from .modelfile import ModelCard, build_from_file, load_model_file, save_model_file
 from .output_paths import check_outputs
 from .progress import NullProgress, Progress
 from .samplers import DenseTileSampler
@@ -40,10 +40,12 @@ from .training import (
     _metric_of,
     _version,
     _write_report,
+    check_tile_option,
     prepare_data,
     record_profile,
     resume_path_for,
     run_loop,
+    training_tile,
 )
 
 
@@ -121,7 +123,7 @@ def distill(
 
     progress = progress or NullProgress()
     teacher_path = resolve_model(teacher)  # a model file or a built-in name, as classify's MODEL
-    t_card, t_weights = load_model_file(teacher_path)
+    t_card = load_model_file(teacher_path, weights=False)[0]
     if t_card.architecture != "hfdnet" or len(t_card.modalities) != 1:
         raise InputError(f"TEACHER {teacher} is a {t_card.architecture} model with {len(t_card.modalities)} "
                          "input(s); distillation needs an hfdnet teacher trained on one optical raster")
@@ -136,6 +138,7 @@ def distill(
         if len(s.inputs) != 2:
             raise InputError(f"scene {s.name}: distillation takes [optical, sar] inputs, got {len(s.inputs)}")
     # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
+    check_tile_option(tile_size)
     epochs = int(epochs) if epochs else rec.epochs
     batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
@@ -160,7 +163,7 @@ def distill(
             raise InputError(f"INPUT_OPTICAL has {datas[0].arrays[0].shape[0]} bands but the teacher was trained "
                              f"on {t_card.modalities[0].bands}")
         classes: list[ClassInfo] = list(t_card.classes)
-        tile = int(tile_size) if tile_size else _default_tile(t_card.tile_size or rec.tile_size, datas)
+        tile = training_tile(tile_size, datas) if tile_size else _default_tile(t_card.tile_size or rec.tile_size, datas)
         data = prepare_data(datas, ["optical", "sar"], [1, 1], classes=classes,
                             validation_fraction=validation_fraction, seed=seed, tile=tile,
                             given_cards=[t_card.modalities[0], None], progress=progress)
@@ -169,11 +172,9 @@ def distill(
         length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
         sampler = DenseTileSampler(data.scenes, tile, length, seed)
         validation = DenseValidation(data.scenes, tile)
-        teacher_net = spec.builder(**t_card.build_kwargs)
-        try:
-            teacher_net.load_state_dict(t_weights, strict=True)
-        except RuntimeError as e:
-            raise ModelFileError(f"{teacher}: the weights do not fit hfdnet: {e}") from e
+        # built on torch's meta device and given the file's tensors: a card whose sizes do not
+        # match its weights is refused without allocating what the card claims
+        _, teacher_net = build_from_file(teacher_path, "cpu")
         s_kwargs = dict(t_card.build_kwargs)
         s_kwargs.update(spec.channel_kwargs([data.band_counts[1]]))
         kd_kwargs = {k: v for k, v in (("temperature", temperature), ("feature_weight", feature_weight),

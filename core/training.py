@@ -611,6 +611,22 @@ def variant_kwarg(spec: Any) -> str | None:
     return None
 
 
+def check_tile_option(tile_size: int | None) -> None:
+    """Refuse a TILE_SIZE a model card could not hold, before any data is read."""
+    from .card_schema import MAX_TILE
+
+    if tile_size and not 8 <= int(tile_size) <= MAX_TILE:
+        raise InputError(f"TILE_SIZE {tile_size} must be between 8 and {MAX_TILE} (0 = the network's default)")
+
+
+def training_tile(tile_size: int, datas: Sequence[SceneData]) -> int:
+    """The asked training tile cut to the largest scene (a larger one only pads it)."""
+    from .sizes import clamp_tile
+
+    side = max(max(d.shape) for d in datas)
+    return clamp_tile(int(tile_size), side, side, 32)
+
+
 def record_profile(card: ModalityCard, path: str, arrays: Sequence[np.ndarray]) -> None:
     """Store the input's data type and value range in its card (classify warns on a mismatch)."""
     from .value_checks import input_profile, raster_dtype
@@ -781,6 +797,7 @@ def train(
             raise InputError(f"{arch} takes {n_mod} input(s) ({', '.join(m.name for m in spec.modalities)}); "
                              f"scene {s.name} gives {len(s.inputs)}")
     variant = resolve_variant(spec, variant)  # options are checked before any data is read
+    check_tile_option(tile_size)
     if not 0.0 <= validation_fraction < 0.95:
         raise InputError(f"VALIDATION_FRACTION must be in [0, 0.95), got {validation_fraction}")
     # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
@@ -816,7 +833,7 @@ def train(
         if len(run_classes) < 2:
             raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
         dense = spec.head_kind == "dense"
-        tile = int(tile_size) if tile_size else _default_tile(rec.tile_size, datas)
+        tile = training_tile(tile_size, datas) if tile_size else _default_tile(rec.tile_size, datas)
         guard = 0 if dense else max([m.patch_size // max(1, m.grid_ratio) for m in spec.modalities] + [0]) // 2 + 1
         init_card = None
         if init_model and Path(init_model).is_file():

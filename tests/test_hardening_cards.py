@@ -183,3 +183,17 @@ def test_tiles_whose_buffers_do_not_fit_are_refused_with_the_figures() -> None:
     with pytest.raises(InputError, match="TILE_SIZE 20000 with BATCH_SIZE 4 needs at least 172.9 GiB .* the 16.0 GiB"):
         check_tile_memory(20_000, 4, [10, 2], [1, 1], 8, available=16 * 2**30)
     check_tile_memory(256, 4, [10, 2], [1, 1], 8, available=16 * 2**30)
+
+
+def test_training_tile_is_checked_before_reading_and_cut_to_the_scenes(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mmlc.core.training import training_tile
+
+    nowhere = str(tmp_path / "no_such.tif")
+    with pytest.raises(InputError, match="TILE_SIZE 100000 must be between 8 and 8192"):
+        api.train("hfdnet", [nowhere], nowhere, str(tmp_path / "m.mmlc"), tile_size=100_000)
+    with pytest.raises(InputError, match="TILE_SIZE 100000 must be between 8 and 8192"):
+        api.distill("hfdnet-demo", nowhere, nowhere, nowhere, str(tmp_path / "s.mmlc"), tile_size=100_000)
+    scenes = [SimpleNamespace(shape=(200, 150)), SimpleNamespace(shape=(90, 300))]
+    assert training_tile(8192, scenes) == 320 and training_tile(128, scenes) == 128
