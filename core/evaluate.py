@@ -253,15 +253,18 @@ def _write_outputs(table_p: Optional[Path], report_p: Optional[Path], metrics: M
 
 
 def check_prediction(ds: Any, path: str) -> None:
-    """Refuse a PREDICTION that is not a single-band integer class raster (e.g. a reflectance
-    image given by mistake would score an OA near 0 instead of being refused)."""
+    """Refuse a PREDICTION that is not a single-band class raster (e.g. a reflectance image given
+    by mistake would score an OA near 0 instead of being refused). Integer types are class
+    rasters; a float band (what raster calculators write) must hold whole numbers, which
+    :func:`_prediction_block` checks on every block read."""
     from osgeo import gdal
 
     if ds.RasterCount != 1:
         raise InputError(f"PREDICTION {path} has {ds.RasterCount} bands; give the single-band class raster "
                          "that classify wrote")
     dt = ds.GetRasterBand(1).DataType
-    integer = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
-    if dt not in integer:
+    usable = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32, gdal.GDT_Float32,
+              gdal.GDT_Float64)
+    if dt not in usable:
         raise InputError(f"PREDICTION {path} is a {gdal.GetDataTypeName(dt)} raster; a class raster holds integer "
-                         "class values (Byte, UInt16, Int16, UInt32 or Int32): give the class raster classify wrote")
+                         "class values: give the class raster classify wrote")

@@ -254,11 +254,17 @@ def test_evaluate_refuses_a_prediction_that_is_no_class_raster(tmp_path: Path, s
     ref = str(nc_landsat / "landsat96_labelled_pixels.tif")
     with pytest.raises(InputError, match="PREDICTION .* has 3 bands"):
         api.evaluate(str(spacenet6 / "rgb_unmasked.tif"), ref, output_table=str(tmp_path / "t.csv"))
-    floaty = tmp_path / "float.tif"
-    gdal.Translate(str(floaty), ref, outputType=gdal.GDT_Float32)
-    with pytest.raises(InputError, match="PREDICTION .* is a Float32 raster"):
-        api.evaluate(str(floaty), ref, output_report=str(tmp_path / "r.html"))
-    assert _files(tmp_path) == ["float.tif"]
+    fractional = tmp_path / "reflectance.tif"
+    gdal.Translate(str(fractional), str(spacenet6 / "sar_masked.tif"), bandList=[1])  # one float band of dB
+    with pytest.raises(InputError, match="non-integer values; the prediction must be a class raster"):
+        api.evaluate(str(fractional), str(spacenet6 / "sar_masked.tif"), output_report=str(tmp_path / "r.html"))
+    cint = tmp_path / "cint.tif"
+    gdal.Translate(str(cint), ref, outputType=gdal.GDT_CInt16)
+    with pytest.raises(InputError, match="PREDICTION .* is a CInt16 raster"):
+        api.evaluate(str(cint), ref, output_report=str(tmp_path / "r.html"))
+    assert _files(tmp_path) == ["cint.tif", "reflectance.tif"]
+    # a float band of whole numbers (what raster calculators write) is a class raster
+    assert api.evaluate(ref, ref).metrics.overall_accuracy == 1.0
 
 
 def test_macro_precision_counts_never_predicted_classes_as_zero() -> None:
