@@ -306,14 +306,20 @@ def checked_gdal_write(path: Path | str) -> Iterator[None]:
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
         yield
+    except RuntimeError as e:  # GDAL with exceptions enabled (gdal.UseExceptions) raises instead
+        raise _gdal_write_error(path, str(e)) from e
     finally:
         gdal.PopErrorHandler()
     if gdal.GetLastErrorType() >= gdal.CE_Failure:
         msg = gdal.GetLastErrorMsg() or "GDAL write failed"
         gdal.ErrorReset()
-        if "no space left" in msg.lower() or "disk full" in msg.lower() or disk_nearly_full(path):
-            raise OutputError(f"disk full at {path}; free some space or choose another folder")
-        raise OutputError(f"cannot write {path}: {msg}")
+        raise _gdal_write_error(path, msg)
+
+
+def _gdal_write_error(path: Path | str, msg: str) -> OutputError:
+    if "no space left" in msg.lower() or "disk full" in msg.lower() or disk_nearly_full(path):
+        return OutputError(f"disk full at {path}; free some space or choose another folder")
+    return OutputError(f"cannot write {path}: {' '.join(msg.split())}")
 
 
 def disk_nearly_full(path: Path | str, margin: int = 1 << 20) -> bool:

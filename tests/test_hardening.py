@@ -476,3 +476,19 @@ def test_distill_teacher_takes_built_in_names(tmp_path: Path, pair: list[str]) -
         api.distill("hfdnet-demo", pair[0], pair[1], pair[0], str(tmp_path / "missing" / "s.mmlc"))
     with pytest.raises(ModelFileError, match="unknown model 'no-such-model'"):
         api.distill("no-such-model", pair[0], pair[1], pair[0], str(tmp_path / "s.mmlc"))
+
+
+def test_gdal_write_failures_become_one_line_output_errors(tmp_path: Path) -> None:
+    from mmlc.core.atomic import checked_gdal_write
+
+    with pytest.raises(OutputError, match="^disk full at .*o.tif; free some space"):
+        with checked_gdal_write(tmp_path / "o.tif"):  # GDAL with exceptions enabled raises RuntimeError
+            raise RuntimeError("TIFFAppendToStrip: No space left on device")
+    with pytest.raises(OutputError, match="^cannot write .*o.tif: Write error at scanline 0$"):
+        with checked_gdal_write(tmp_path / "o.tif"):
+            raise RuntimeError("Write error\nat scanline 0")
+    with pytest.raises(OutputError, match="^cannot write .*x.tif: .*"):
+        with checked_gdal_write(tmp_path / "x.tif"):  # GDAL's own error state, exceptions off
+            gdal.PushErrorHandler("CPLQuietErrorHandler")
+            gdal.Open(str(tmp_path / "missing.tif"))
+            gdal.PopErrorHandler()
