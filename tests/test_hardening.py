@@ -492,3 +492,24 @@ def test_gdal_write_failures_become_one_line_output_errors(tmp_path: Path) -> No
             gdal.PushErrorHandler("CPLQuietErrorHandler")
             gdal.Open(str(tmp_path / "missing.tif"))
             gdal.PopErrorHandler()
+
+
+def test_negative_values_in_a_vector_class_field_are_refused(tmp_path: Path, nc_landsat: Path) -> None:
+    from mmlc.core.grid import Grid
+    from osgeo import ogr
+
+    grid = Grid.from_path(str(nc_landsat / "landsat96_labelled_pixels.tif"))
+    src = ogr.Open(str(nc_landsat / "landsat96_polygons.shp"))
+    layer = src.GetLayer(0)
+    path = tmp_path / "neg.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    out = ds.CreateLayer("neg", srs=layer.GetSpatialRef(), geom_type=ogr.wkbPolygon)
+    out.CreateField(ogr.FieldDefn("cls", ogr.OFTInteger))
+    for i, f in enumerate(layer):
+        g = ogr.Feature(out.GetLayerDefn())
+        g.SetGeometry(f.GetGeometryRef().Clone())
+        g.SetField("cls", -1 if i % 2 else 2)
+        out.CreateFeature(g)
+    ds = None
+    with pytest.raises(InputError, match="field 'cls' .* holds the value -1; class values must be 1..65535"):
+        read_labels(str(path), grid, "cls")
