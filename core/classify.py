@@ -21,10 +21,15 @@ from .grid import Grid
 from .io import AlignedReader
 from .labels import LabelSource, split_layer_uri
 from .modelfile import ModelCard, build_from_file, read_card
-from .outputs import OutputSet, check_output_paths
+from .output_paths import check_outputs
+from .outputs import OutputSet
 from .progress import NullProgress, Progress, check_cancel
+from .sizes import check_tile_memory, clamp_tile
+from .value_checks import type_mismatch
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Tiles (or patch units) per forward pass when BATCH_SIZE is 0 or not given.
+DEFAULT_BATCH_SIZE = 4
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ClassifyResult:
     write_cpu_seconds: float = 0.0
     batch_size: int = 0
     model_workers: int = 1  # forward_seconds is the model's busy time per worker
+    nonfinite_pixels: int = 0  # valid input pixels left nodata: the network's output was NaN/Inf there
 
 
 def check_inputs(card: ModelCard, inputs: Sequence[str]) -> None:
@@ -70,6 +76,16 @@ def check_bands(card: ModelCard, inputs: Sequence[str], band_counts: Sequence[in
                 f"input {i + 1} ({m.name}, {path}) has {n} band(s) but the model expects {m.bands}; "
                 f"give a {m.bands}-band raster in the band order the model was trained with"
             )
+
+
+def warn_types(card: ModelCard, inputs: Sequence[str], dtypes: Sequence[str], progress: Progress) -> None:
+    """Warn when an input's data type clearly differs from the one the model was trained on
+    (cards written before data types were recorded are not checked)."""
+    for i, (m, path, dt) in enumerate(zip(card.modalities, inputs, dtypes)):
+        why = type_mismatch(m.data_type, m.value_range, dt)
+        if why:
+            progress.warn(f"input {i + 1} ({m.name}, {path}): {why}; the classes will likely be wrong: give the "
+                          "data in the type and scaling the model was trained on")
 
 
 def check_classes(classes: Sequence[ClassInfo]) -> None:
@@ -97,7 +113,7 @@ def classify(
     mask: Optional[str] = None,
     tile_size: Optional[int] = None,
     overlap: Optional[int] = None,
-    batch_size: int = 4,
+    batch_size: Optional[int] = 4,
     device: str = "auto",
     precision: str = "auto",
     progress: Optional[Progress] = None,
@@ -132,19 +148,23 @@ def classify(
     mask = None if mask is None else str(mask)
     if precision not in _PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISIONS)}")
+    batch_size = DEFAULT_BATCH_SIZE if not batch_size else int(batch_size)  # 0/None = the default, as in train
     if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
+        raise InputError(f"batch size must be at least 1 (0 = the default, {DEFAULT_BATCH_SIZE}), got {batch_size}")
     path = resolve_model(model)
     card = read_card(path)
     if card.head_kind not in ("dense", "patch"):
         raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
     check_classes(card.classes)
     check_inputs(card, inputs)
-    check_output_paths([output, confidence, vector], inputs + ([split_layer_uri(mask)[0]] if mask else []))
+    check_outputs("classify", {"OUTPUT": output, "OUTPUT_CONFIDENCE": confidence, "OUTPUT_VECTOR": vector},
+                  {"MODEL": str(path), **{f"INPUT_{i + 1}": p for i, p in enumerate(inputs)},
+                   "MASK": split_layer_uri(mask)[0] if mask else None})
     ratios = [m.grid_ratio for m in card.modalities]
     with AlignedReader(inputs, ratios) as probe:
         grid: Grid = probe.grid
         check_bands(card, inputs, probe.band_counts)
+        warn_types(card, inputs, [str(d) for d in probe.dtypes(native=True)], progress)
     if extent is not None:
         grid = grid.cut_to_extent(*extent)
     if mask is not None:
@@ -152,15 +172,20 @@ def classify(
     if extent is not None or mask is not None:
         AlignedReader(inputs, ratios, grid).close()  # re-check the overlap on the cut grid
     if card.head_kind == "dense":
-        tile = int(tile_size or card.tile_size)
+        asked = int(tile_size or card.tile_size)
+        tile = clamp_tile(asked, grid.height, grid.width, card.tile_size)
         ov = int(card.overlap if overlap is None else overlap)
-        if tile < 8 or ov < 0 or 2 * ov >= tile:
+        if asked < 8 or ov < 0 or 2 * ov >= tile:
             raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
+        check_tile_memory(tile, batch_size, [m.bands for m in card.modalities], ratios, card.num_classes)
     else:
-        tile = int(tile_size or inference.DEFAULT_PATCH_WINDOW)
+        asked = int(tile_size or inference.DEFAULT_PATCH_WINDOW)
+        tile = clamp_tile(asked, grid.height, grid.width, inference.DEFAULT_PATCH_WINDOW)
         ov = 0
-        if tile < 1:
-            raise InputError(f"tile size must be positive, got {tile}")
+        if asked < 1:
+            raise InputError(f"tile size must be positive, got {asked}")
+    if tile != asked:
+        progress.info(f"tile size {asked} is larger than the raster ({grid.width} x {grid.height}): using {tile}")
     dev = resolve_device(device)
     amp = autocast_dtype(dev, precision)
     check_cancel(progress)
@@ -188,6 +213,12 @@ def classify(
         else:
             stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer,
                                         workers)
+        if outputs.nonfinite:
+            progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they are "
+                          "nodata in the output; check the inputs for extreme values")
+        if stats.valid_pixels > 0 and stats.valid_pixels == outputs.nonfinite:
+            raise ModelFileError(f"{path}: the network gave non-finite (NaN/Inf) output for every pixel; the model "
+                                 "file or the inputs hold extreme values")
         if stats.valid_pixels == 0:
             where = "inside the mask " if mask is not None else ""
             raise GridError(
@@ -207,7 +238,8 @@ def classify(
         output=final["class"], confidence=final.get("confidence"), vector=final.get("vector"), style=final["qml"],
         classes=list(card.classes),
         class_pixels={c.value: int(n) for c, n in zip(card.classes, outputs.counts)},
-        device=str(dev), pixels=pixels, valid_pixels=stats.valid_pixels, tiles=stats.tiles, seconds=seconds,
+        device=str(dev), pixels=pixels, valid_pixels=stats.valid_pixels - outputs.nonfinite,
+        nonfinite_pixels=outputs.nonfinite, tiles=stats.tiles, seconds=seconds,
         pixels_per_s=pixels / seconds if seconds > 0 else 0.0, forward_seconds=runner.forward_s / stats.workers, model_workers=stats.workers,
         read_cpu_seconds=stats.read_cpu_s, write_cpu_seconds=stats.write_cpu_s,
         batch_size=runner.batch,

@@ -29,7 +29,7 @@ _CLASSIFY = [
     ("MASK", str, "polygon layer or raster (non-zero = inside): classify only inside, cut to its extent"),
     ("TILE_SIZE", int, "tile side in pixels (default: the model's)"),
     ("OVERLAP", int, "tile overlap in pixels (dense models)"),
-    ("BATCH_SIZE", int, "tiles or patch units per forward pass"),
+    ("BATCH_SIZE", int, "tiles or patch units per forward pass (0 = the default, 4)"),
     ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
     ("OUTPUT", str, "output class raster (GeoTIFF)"),
     ("OUTPUT_CONFIDENCE", str, "optional confidence raster"),
@@ -44,8 +44,8 @@ _TRAIN = [
     ("LABELS_VECTOR", str, "polygons/points with a class field (instead of LABELS)"),
     ("LABEL_FIELD", str, "class field of LABELS_VECTOR"),
     ("CLASSES", str, "class table: value,name,#rrggbb per line"),
-    ("EPOCHS", int, "training epochs (default: the network's recipe)"),
-    ("BATCH_SIZE", int, "batch size"),
+    ("EPOCHS", int, "training epochs (0 = the network's recipe)"),
+    ("BATCH_SIZE", int, "batch size (0 = the network's recipe)"),
     ("LEARNING_RATE", float, "base learning rate"),
     ("TILE_SIZE", int, "training tile side (dense networks)"),
     ("VALIDATION_FRACTION", float, "share of labelled pixels in validation blocks (default 0.2)"),
@@ -61,14 +61,14 @@ _TRAIN = [
     ("DATASET", str, "train from a benchmark folder instead: KIND:FOLDER (e.g. whu-opt-sar:/data/WHU)"),
 ]
 _DISTILL = [
-    ("TEACHER", str, "teacher model file (hfdnet trained on optical)"),
+    ("TEACHER", str, "teacher model file or built-in model name (hfdnet trained on optical)"),
     ("INPUT_OPTICAL", str, "optical raster (teacher input)"),
     ("INPUT_SAR", str, "SAR raster (student input)"),
     ("LABELS", str, "class raster (a vector file with LABEL_FIELD is accepted too)"),
     ("LABELS_VECTOR", str, "polygons/points with a class field (instead of LABELS)"),
     ("LABEL_FIELD", str, "class field of LABELS_VECTOR"),
-    ("EPOCHS", int, "training epochs"),
-    ("BATCH_SIZE", int, "batch size"),
+    ("EPOCHS", int, "training epochs (0 = the network's recipe)"),
+    ("BATCH_SIZE", int, "batch size (0 = the network's recipe)"),
     ("LEARNING_RATE", float, "base learning rate"),
     ("TEMPERATURE", float, "distillation temperature"),
     ("FEATURE_WEIGHT", float, "weight of the feature distillation loss"),
@@ -295,6 +295,29 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Any], str]] = {
 }
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds through every writer's clean-up: no temporary file is left
+
+
+def _terminate_like_interrupt() -> Any:
+    """SIGTERM (``kill``, a scheduler's time limit) ends the run like Ctrl+C: temporary files
+    removed, nothing placed at the output paths, exit 130. Only the main thread can set it;
+    returns the previous handler (None when not set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code (see the module docstring)."""
     parser = build_parser()
@@ -319,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rank = int(os.environ.get("RANK", "0"))
     progress = TerminalProgress(quiet=a.quiet or rank != 0)
+    previous = _terminate_like_interrupt()
     try:
         message = _COMMANDS[a.command](a, progress)
     except MmlcError as e:
@@ -333,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        _restore_sigterm(previous)
     progress.close()
     if rank == 0 and not a.quiet:
         print(message)

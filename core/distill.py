@@ -23,24 +23,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from .atomic import RunFiles
+from .builtin import resolve_model
 from .classes import ClassInfo
 from .datasets import Scene, fingerprint, load_scene
 from .ddp import setup, teardown
-from .errors import InputError, ModelFileError
-from .modelfile import ModelCard, load_model_file, save_model_file
+from .errors import InputError
+from .modelfile import ModelCard, build_from_file, load_model_file, save_model_file
+from .output_paths import check_outputs
 from .progress import NullProgress, Progress
 from .samplers import DenseTileSampler
 from .training import (
     DenseValidation,
     LoopConfig,
-    _check_output,
     _default_tile,
     _metric_of,
     _version,
     _write_report,
+    check_tile_option,
     prepare_data,
+    record_profile,
     resume_path_for,
     run_loop,
+    training_tile,
 )
 
 
@@ -117,7 +122,8 @@ def distill(
     from .device import resolve_device
 
     progress = progress or NullProgress()
-    t_card, t_weights = load_model_file(teacher)
+    teacher_path = resolve_model(teacher)  # a model file or a built-in name, as classify's MODEL
+    t_card = load_model_file(teacher_path, weights=False)[0]
     if t_card.architecture != "hfdnet" or len(t_card.modalities) != 1:
         raise InputError(f"TEACHER {teacher} is a {t_card.architecture} model with {len(t_card.modalities)} "
                          "input(s); distillation needs an hfdnet teacher trained on one optical raster")
@@ -131,35 +137,44 @@ def distill(
     for s in scenes:
         if len(s.inputs) != 2:
             raise InputError(f"scene {s.name}: distillation takes [optical, sar] inputs, got {len(s.inputs)}")
-    epochs = int(epochs if epochs is not None else rec.epochs)
-    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
+    # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
+    check_tile_option(tile_size)
+    epochs = int(epochs) if epochs else rec.epochs
+    batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
     if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise InputError("EPOCHS and BATCH_SIZE must be >= 1 and LEARNING_RATE > 0")
-    out = _check_output(output_model, [p for s in scenes for p in s.inputs] + [s.labels for s in scenes] + [teacher])
+        raise InputError("EPOCHS and BATCH_SIZE must be >= 1 (0 = the network's default) and LEARNING_RATE > 0")
+    out = Path(output_model)
     report_path = (None if output_report == "" else  # "" = no report
                    output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
-    dev = resolve_device(device)
-    ctx = setup(dev.type)
+    check_outputs("distill", {"OUTPUT_MODEL": output_model, "OUTPUT_REPORT": report_path},
+                  {"TEACHER": str(teacher_path), "INPUT_OPTICAL": [s.inputs[0] for s in scenes],
+                   "INPUT_SAR": [s.inputs[1] for s in scenes], "LABELS": [s.labels for s in scenes]})
+    run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
+    try:
+        dev = resolve_device(device)
+        ctx = setup(dev.type)
+    except BaseException:
+        run.release()
+        raise
     try:
         datas = [load_scene(s, [1, 1]) for s in scenes]
         if datas[0].arrays[0].shape[0] != t_card.modalities[0].bands:
             raise InputError(f"INPUT_OPTICAL has {datas[0].arrays[0].shape[0]} bands but the teacher was trained "
                              f"on {t_card.modalities[0].bands}")
         classes: list[ClassInfo] = list(t_card.classes)
-        tile = int(tile_size) if tile_size else _default_tile(t_card.tile_size or rec.tile_size, datas)
+        tile = training_tile(tile_size, datas) if tile_size else _default_tile(t_card.tile_size or rec.tile_size, datas)
         data = prepare_data(datas, ["optical", "sar"], [1, 1], classes=classes,
                             validation_fraction=validation_fraction, seed=seed, tile=tile,
                             given_cards=[t_card.modalities[0], None], progress=progress)
         sar_card = data.modality_cards[1]
+        record_profile(sar_card, scenes[0].inputs[1], [d.arrays[1] for d in datas])
         length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
         sampler = DenseTileSampler(data.scenes, tile, length, seed)
         validation = DenseValidation(data.scenes, tile)
-        teacher_net = spec.builder(**t_card.build_kwargs)
-        try:
-            teacher_net.load_state_dict(t_weights, strict=True)
-        except RuntimeError as e:
-            raise ModelFileError(f"{teacher}: the weights do not fit hfdnet: {e}") from e
+        # built on torch's meta device and given the file's tensors: a card whose sizes do not
+        # match its weights is refused without allocating what the card claims
+        _, teacher_net = build_from_file(teacher_path, "cpu")
         s_kwargs = dict(t_card.build_kwargs)
         s_kwargs.update(spec.channel_kwargs([data.band_counts[1]]))
         kd_kwargs = {k: v for k, v in (("temperature", temperature), ("feature_weight", feature_weight),
@@ -197,7 +212,7 @@ def distill(
                       "distilled_summary": metrics.summary() if metrics is not None else {},
                       "sar_only_summary": sar_metrics.summary() if sar_metrics is not None else {}}
         provenance = {
-            "inputs": data.fingerprints, "teacher": fingerprint(teacher),
+            "inputs": data.fingerprints, "teacher": fingerprint(str(teacher_path)),
             "teacher_provenance": {k: t_card.provenance.get(k) for k in ("best_metrics", "epochs", "date")},
             "epochs": outcome.epochs_run, "best_epoch": outcome.best_epoch,
             "best_metrics": comparison["distilled_summary"], "selection_metric": "miou",
@@ -211,12 +226,16 @@ def distill(
                          classes=classes, variant=t_card.variant, tile_size=tile, overlap=min(32, tile // 4),
                          provenance=provenance)
         written = None
-        if ctx.is_main:
-            save_model_file(out, card, outcome.state)
-            written = _write_report(report_path, card, outcome.history, metrics,
-                                    {"operation": "distillation (optical teacher -> SAR student)",
-                                     "teacher": str(Path(teacher).name), "comparison": comparison,
-                                     "sar_only_history": sar_history or []}, progress)
+        if ctx.is_main:  # the model and its report are placed together (core.atomic)
+            save_model_file(run.temp(out), card, outcome.state)
+            written = _write_report(str(run.temp(report_path)) if report_path else None, card, outcome.history,
+                                    metrics, {"operation": "distillation (optical teacher -> SAR student)",
+                                              "teacher": str(Path(teacher).name), "comparison": comparison,
+                                              "sar_only_history": sar_history or []}, progress)
+            if written is None and report_path:
+                run.discard(report_path)
+            run.commit()
+            written = report_path if written is not None else None
             rp = resume_path_for(out)
             if rp.exists():
                 rp.unlink()
@@ -224,4 +243,6 @@ def distill(
         return DistillResult(str(out), written, card, outcome.history, value, metrics, sar_value, sar_metrics,
                              sar_history)
     finally:
+        run.abort()
+        run.release()
         teardown(ctx)

@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from .atomic import RunFiles, os_error
 from .classes import ClassInfo, default_color
-from .errors import InputError, OutputError
+from .errors import InputError
 from .grid import Grid
 from .io import open_raster
 from .labels import LabelSource, apply_remap
 from .metrics import ConfusionAccumulator, Metrics
+from .output_paths import check_outputs
 from .progress import NullProgress, Progress, check_cancel
 from .reports import write_evaluation_report
 
@@ -62,21 +63,6 @@ class EvaluationResult:
         d["unclassified_reference_pixels"] = self.unclassified
         d["outputs"] = self.paths
         return d
-
-
-def _check_output(path: Optional[str], inputs: list[str], what: str) -> Optional[Path]:
-    if not path:
-        return None
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise OutputError(f"cannot write the {what} {p}: the folder {p.parent} does not exist")
-    if not os.access(p.parent, os.W_OK):
-        raise OutputError(f"cannot write the {what} {p}: the folder {p.parent} is not writable")
-    for i in inputs:
-        base = i.split("|")[0]
-        if os.path.exists(base) and p.exists() and os.path.samefile(base, p):
-            raise OutputError(f"the {what} {p} would overwrite the input {base}; choose another file name")
-    return p
 
 
 def _prediction_block(band: Any, r0: int, rows: int, width: int, nodata: Optional[float], path: str) -> np.ndarray:
@@ -141,10 +127,13 @@ def evaluate(
     """
     progress = progress or NullProgress()
     inputs = [str(prediction), str(reference)]
-    table_p = _check_output(output_table, inputs, "confusion table")
-    report_p = _check_output(output_report, inputs, "report")
+    check_outputs("evaluate", {"OUTPUT_REPORT": output_report, "OUTPUT_TABLE": output_table},
+                  {"PREDICTION": inputs[0], "REFERENCE": inputs[1]})
+    table_p = Path(output_table) if output_table else None
+    report_p = Path(output_report) if output_report else None
 
     ds = open_raster(str(prediction))
+    check_prediction(ds, str(prediction))
     grid = Grid.from_dataset(ds)
     band = ds.GetRasterBand(1)
     nodata = band.GetNoDataValue()
@@ -223,32 +212,59 @@ def _classes_of_band(band: Any, values: list[int]) -> list[ClassInfo]:
     return classes_from_band(band, values)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A text cell safe to open in a spreadsheet: one that starts like a formula gets a leading
+    apostrophe (shown as text, not evaluated), as OWASP advises for CSV exports."""
+    return "'" + text if text.startswith(_FORMULA_LEADS) else text
+
+
 def confusion_csv(cm: np.ndarray, classes: list[ClassInfo]) -> str:
-    """The confusion matrix as CSV text: header of class names, one row per reference class."""
+    """The confusion matrix as CSV text: header of class names, one row per reference class.
+    Class names that start like a spreadsheet formula are escaped (:func:`csv_cell`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["reference \\ prediction", *(c.name for c in classes)])
+    w.writerow(["reference \\ prediction", *(csv_cell(c.name) for c in classes)])
     for c, row in zip(classes, np.asarray(cm)):
-        w.writerow([c.name, *(int(x) for x in row)])
+        w.writerow([csv_cell(c.name), *(int(x) for x in row)])
     return buf.getvalue()
 
 
 def _write_outputs(table_p: Optional[Path], report_p: Optional[Path], metrics: Metrics,
                    classes: list[ClassInfo], details: dict[str, Any], name: str) -> None:
-    """Write the table to a temp file, the report atomically, then rename the table (all or none)."""
-    tmp: Optional[Path] = None
-    try:
+    """Write the table and the report to temporary files, then place both together (core.atomic)."""
+    finals = [p for p in (table_p, report_p) if p is not None]
+    if not finals:
+        return
+    with RunFiles(finals) as run:
         if table_p is not None:
-            tmp = table_p.with_name(f".{table_p.name}.tmp{os.getpid()}")
+            tmp = run.temp(table_p)
             try:
                 tmp.write_text(confusion_csv(metrics.confusion, classes), encoding="utf-8")
             except OSError as e:
-                raise OutputError(f"cannot write the confusion table {table_p}: {e.strerror or e}") from e
+                raise os_error(e, table_p) from e
         if report_p is not None:
-            write_evaluation_report(report_p, metrics, classes, title=f"Accuracy assessment of {name}", extra=details)
-        if tmp is not None and table_p is not None:
-            os.replace(tmp, table_p)
-            tmp = None
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
+            write_evaluation_report(run.temp(report_p), metrics, classes, title=f"Accuracy assessment of {name}",
+                                    extra=details)
+        run.commit()
+
+
+def check_prediction(ds: Any, path: str) -> None:
+    """Refuse a PREDICTION that is not a single-band class raster (e.g. a reflectance image given
+    by mistake would score an OA near 0 instead of being refused). Integer types are class
+    rasters; a float band (what raster calculators write) must hold whole numbers, which
+    :func:`_prediction_block` checks on every block read."""
+    from osgeo import gdal
+
+    if ds.RasterCount != 1:
+        raise InputError(f"PREDICTION {path} has {ds.RasterCount} bands; give the single-band class raster "
+                         "that classify wrote")
+    dt = ds.GetRasterBand(1).DataType
+    usable = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32, gdal.GDT_Float32,
+              gdal.GDT_Float64)
+    if dt not in usable:
+        raise InputError(f"PREDICTION {path} is a {gdal.GetDataTypeName(dt)} raster; a class raster holds integer "
+                         "class values: give the class raster classify wrote")

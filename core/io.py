@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import GridError, InputError
 from .grid import Grid, geotransform_of
+from .value_checks import unusable_pixels
 
 #: Largest misalignment, in target pixels over the whole raster, still read without resampling.
 DIRECT_TOLERANCE_PX: float = 1e-3
@@ -223,8 +224,8 @@ class _Source:
         data, mask = self._native(a0, a1, b0, b1)
         invalid = None
         if self.may_have_nodata:
-            if data.dtype.kind == "f":
-                invalid = np.isnan(data).any(axis=0)
+            if data.dtype.kind == "f":  # NaN, ±Inf and undeclared fill values such as -3.4e38
+                invalid = unusable_pixels(data)
             for i, nd in enumerate(self.nodata):
                 if nd is not None and not math.isnan(nd):
                     hit = data[i] == (data.dtype.type(nd) if data.dtype.kind == "f" else nd)

@@ -251,6 +251,13 @@ class LabelSource:
             valid &= arr != nodata
         if self.presence:  # a mask: any non-zero valid value, whatever the type
             return (valid & (arr != 0)).astype(np.uint16)
+        if arr.dtype.kind in "if" and np.any(valid & (arr < 0)):
+            bad = arr[valid & (arr < 0)]
+            raise InputError(
+                f"the label raster {self.path} holds negative values ({bad.size} pixels, e.g. {bad[0]:g}); class "
+                "values must be 1..65535 with 0 = unlabelled: declare the negative fill value as nodata "
+                "(gdal_edit.py -a_nodata) or recode the classes"
+            )
         valid &= arr > 0
         vals = arr[valid]
         if vals.size:
@@ -385,12 +392,13 @@ class LabelSource:
             if not math.isfinite(fv) or fv != round(fv):
                 raise InputError(f"{what} holds the non-integer value {v}; class values must be integers")
             iv = int(fv)
-            if iv > _MAX_VALUE:
-                raise InputError(f"{what} holds the value {iv}; class values must be 1..65535 (0 = unlabelled)")
-            out.append(max(iv, 0))
+            if iv > _MAX_VALUE or iv < 0:
+                raise InputError(f"{what} holds the value {iv}; class values must be 1..65535 (0 or empty = "
+                                 "unlabelled)")
+            out.append(iv)
         used = sorted({v for v in out if v > 0})
         if not used:
-            raise InputError(f"{what} has no usable values: every feature's value is empty, 0 or negative")
+            raise InputError(f"{what} has no usable values: every feature's value is empty or 0")
         self._vector_classes = [ClassInfo(v, f"class {v}", default_color(i)) for i, v in enumerate(used)]
         return out
 

@@ -17,9 +17,11 @@ Design choices where the specs leave a gap (documented, switchable through the a
 - A class absent from both reference and prediction (an all-zero row and column) is excluded
   from every mean (it has no defined IoU/F1 and would otherwise drag the means down or up).
 - A per-class value of the form 0/0 is NaN (JSON ``null``). AA and macro recall average over the
-  classes that occur in the reference; macro precision over the classes that occur in the
-  prediction; mIoU and macro F1 over the classes that occur in either (where both are defined;
-  a class present in only one of them has IoU = F1 = 0).
+  classes that occur in the reference; mIoU and macro F1 over the classes that occur in either
+  (a class present in only one of them has IoU = F1 = 0). Macro precision averages over the
+  classes that occur in either too, counting a class that was never predicted as precision 0
+  (as scikit-learn's ``precision_score(average="macro", zero_division=0)``): leaving such
+  classes out would reward a classifier for never predicting a hard class.
 - Kappa of a degenerate matrix where p_e = 1 (one class everywhere in both) is 1.
 """
 from __future__ import annotations
@@ -222,7 +224,7 @@ class Metrics:
             average_accuracy=aa,
             kappa=kappa,
             miou=_mean(iou, present),
-            macro_precision=_mean(precision, cols > 0),
+            macro_precision=_mean(np.where(cols > 0, precision, 0.0), present),
             macro_recall=aa,
             macro_f1=_mean(f1, present),
             iou=iou,

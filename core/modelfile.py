@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .atomic import new_run_id, os_error, remove_temp, temp_path
+from .card_schema import parse_card, validate_card
 from .classes import ClassInfo, classes_from_dicts
 from .errors import ModelFileError
 
@@ -38,6 +40,8 @@ class ModalityCard:
     std: list[float] = field(default_factory=list)
     to_db: bool = False
     band_names: list[str] = field(default_factory=list)
+    data_type: str = ""  # numpy name of the training rasters' type ("uint16"); "" in older cards
+    value_range: list[float] = field(default_factory=list)  # [min, max] seen in training; [] if unknown
 
 
 @dataclass
@@ -65,7 +69,12 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":
-        d = json.loads(text)
+        """The card of ``text``, validated against :mod:`.card_schema` first (ModelFileError)."""
+        d = parse_card(text)
+        version = d.get("format_version", FORMAT_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise ModelFileError(f"was written by a newer mmlc (format {version}); update the plugin")
+        validate_card(d)
         d["modalities"] = [ModalityCard(**m) for m in d["modalities"]]
         d["classes"] = classes_from_dicts(d["classes"])
         return cls(**d)
@@ -138,13 +147,14 @@ def save_model_file(path: str | Path, card: ModelCard, state_dict: dict, storage
         state_dict = compress_state(state_dict, storage)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta = {"mmlc.card": card.to_json(), "mmlc.sha256": _digest(tensors), "format": "pt"}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path, new_run_id())
     try:
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, path)
+    except OSError as e:
+        raise os_error(e, path) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
     return path
 
 
@@ -172,6 +182,8 @@ def load_model_file(path: str | Path, weights: bool = True) -> tuple[ModelCard, 
         raise ModelFileError(f"{path} is a safetensors file but not an mmlc model file (no card)")
     try:
         card = ModelCard.from_json(meta["mmlc.card"])
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
     except (ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"{path}: the model card cannot be read: {e}") from e
     if card.format_version > FORMAT_VERSION:
@@ -199,6 +211,8 @@ def build_from_file(path: str | Path, device: Any = "cpu"):
         with torch.device("meta"):
             model = build_model(card.architecture, **card.build_kwargs)
         model.load_state_dict(tensors, strict=True, assign=True)
-    except (KeyError, RuntimeError, TypeError) as e:
-        raise ModelFileError(f"{path}: the weights do not fit architecture {card.architecture!r}: {e}") from e
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
+        why = " ".join(str(e).split())  # torch's messages span lines: one line, bounded
+        why = why if len(why) <= 300 else why[:300] + "..."
+        raise ModelFileError(f"{path}: the weights do not fit architecture {card.architecture!r}: {why}") from e
     return card, model.to(device).eval()

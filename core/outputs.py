@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .atomic import RunFiles, checked_gdal_write, os_error
 from .classes import ClassInfo
 from .errors import OutputError
 from .grid import Grid
@@ -91,10 +92,6 @@ def class_counts(idx: np.ndarray, num_classes: int) -> np.ndarray:
     return np.array([np.count_nonzero(idx == k) for k in range(num_classes)], np.int64)
 
 
-def _tmp_path(final: Path) -> Path:
-    return final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
@@ -139,10 +136,13 @@ class OutputSet:
             self.final["confidence"] = conf
         if vec is not None:
             self.final["vector"] = vec
-        self.tmp = {k: _tmp_path(p) for k, p in self.final.items()}
+        # temporary files unique to this run, committed together (core.atomic)
+        self._run = RunFiles([*self.final.values(), *(Path(str(p) + ".aux.xml") for p in self.final.values())])
+        self.tmp = {k: self._run.temp(p) for k, p in self.final.items()}
         values = np.array([c.value for c in self.classes], np.int64)
         self.lut = values.astype(np.uint16 if values.max() > 255 else np.uint8)
         self.counts = np.zeros(len(self.classes), np.int64)
+        self.nonfinite = 0  # valid pixels left nodata because the network's output was not finite
         self._blocks: dict[tuple[int, int], list] = {}  # (block row, block col) -> [values, conf, pixels in]
         self._written = 0  # pixels written to the files
         self._ds: dict[str, Any] = {}
@@ -207,6 +207,10 @@ class OutputSet:
                                f"{self.grid.width} grid")
         want_conf = "confidence" in self.final
         idx, conf = argmax_max(probs)
+        broken = ~np.isfinite(conf)  # a NaN/Inf in any class (the maximum carries NaN): never a class
+        if broken.any():
+            self.nonfinite += int(np.count_nonzero(broken & valid))
+            valid = valid & ~broken
         vals = np.take(self.lut, idx)
         if valid.all():
             self.counts += class_counts(idx, len(self.classes))
@@ -238,13 +242,15 @@ class OutputSet:
     def _write_block(self, br: int, bc: int, blk: list) -> None:
         """Write one complete block and drop it from GDAL's cache at once (the band's flush
         encodes its dirty block without touching the file's directory, unlike the dataset's)."""
-        band = self._ds["class"].GetRasterBand(1)
-        band.WriteArray(blk[0], bc * BLOCK, br * BLOCK)
-        band.FlushCache()
-        if blk[1] is not None:
-            band = self._ds["confidence"].GetRasterBand(1)
-            band.WriteArray(blk[1], bc * BLOCK, br * BLOCK)
+        with checked_gdal_write(self.final["class"]):
+            band = self._ds["class"].GetRasterBand(1)
+            band.WriteArray(blk[0], bc * BLOCK, br * BLOCK)
             band.FlushCache()
+        if blk[1] is not None:
+            with checked_gdal_write(self.final["confidence"]):
+                band = self._ds["confidence"].GetRasterBand(1)
+                band.WriteArray(blk[1], bc * BLOCK, br * BLOCK)
+                band.FlushCache()
         self._written += blk[0].size
         del self._blocks[(br, bc)]
 
@@ -255,13 +261,18 @@ class OutputSet:
         if self._written != total:
             raise RuntimeError(f"only {self._written} of {total} pixels were written")
         for k in list(self._ds):
-            self._ds[k].FlushCache()
-            self._ds[k] = None
+            with checked_gdal_write(self.final[k]):
+                self._ds[k].FlushCache()
+                self._ds[k] = None  # closing writes the file's directory
         self._ds.clear()
         self._restore_pam()
-        self.tmp["qml"].write_text(qml_text(self.classes), encoding="utf-8")
+        try:
+            self.tmp["qml"].write_text(qml_text(self.classes), encoding="utf-8")
+        except OSError as e:
+            raise os_error(e, self.final["qml"]) from e
         if "vector" in self.final:
-            self._polygonize()
+            with checked_gdal_write(self.final["vector"]):
+                self._polygonize()
 
     def _polygonize(self) -> None:
         from osgeo import gdal, ogr
@@ -286,15 +297,17 @@ class OutputSet:
         src = None
 
     def commit(self) -> dict[str, str]:
-        """Rename every temporary file onto its target; returns the final paths."""
+        """Rename every temporary file onto its target, all together or none (core.atomic);
+        returns the final paths. A stale side-car of an earlier file is removed (it would
+        mislabel this one)."""
+        extra = []
         for k, tmp in self.tmp.items():
-            final = self.final[k]
-            os.replace(tmp, final)
-            aux_tmp, aux_final = Path(str(tmp) + ".aux.xml"), Path(str(final) + ".aux.xml")
-            if aux_tmp.exists():
-                os.replace(aux_tmp, aux_final)
-            elif aux_final.exists():
-                aux_final.unlink()  # a stale side-car of an earlier file would mislabel this one
+            aux_tmp, aux_final = Path(str(tmp) + ".aux.xml"), Path(str(self.final[k]) + ".aux.xml")
+            extra.append((aux_tmp if aux_tmp.exists() else None, aux_final))
+        try:
+            self._run.commit(extra)
+        finally:
+            self._run.release()
         return {k: str(v) for k, v in self.final.items()}
 
     def _restore_pam(self) -> None:
@@ -306,12 +319,14 @@ class OutputSet:
 
     def abort(self) -> None:
         """Drop every temporary file (failed or cancelled run)."""
-        self._ds.clear()
+        from osgeo import gdal
+
+        gdal.PushErrorHandler("CPLQuietErrorHandler")  # closing may fail again (e.g. disk full): no noise
+        try:
+            self._ds.clear()
+        finally:
+            gdal.PopErrorHandler()
         self._restore_pam()
-        for tmp in self.tmp.values():
-            for p in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm"),
-                      Path(str(tmp) + "-journal")):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
+        if hasattr(self, "_run"):
+            self._run.abort()  # the temporary files and their companions (.aux.xml, -wal, ...)
+            self._run.release()

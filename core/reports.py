@@ -112,15 +112,16 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     p = Path(path)
     if not p.parent.is_dir():
         raise OutputError(f"cannot write {p}: the folder {p.parent} does not exist")
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    from .atomic import new_run_id, os_error, remove_temp, temp_path
+
+    tmp = temp_path(p, new_run_id())  # unique per write: two runs of one process never share it
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
     except OSError as e:
-        raise OutputError(f"cannot write {p}: {e.strerror or e}") from e
+        raise os_error(e, p) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
     return p
 
 

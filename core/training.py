@@ -41,11 +41,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import normalize
+from .atomic import RunFiles, new_run_id, os_error, remove_temp, temp_path
+from .card_schema import strip_path_kwargs
 from .classes import ClassInfo, read_class_table
 from .datasets import Scene, SceneData, load_scene
 from .ddp import DistContext, all_reduce_sum, barrier, broadcast_flag, setup, teardown, wrap_for_training
-from .errors import InputError, MmlcError, ModelFileError, OutputError
+from .errors import InputError, MmlcError, ModelFileError
 from .modelfile import ModalityCard, ModelCard, load_model_file, save_model_file
+from .output_paths import check_outputs
 from .progress import NullProgress, Progress, check_cancel
 from .samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, collate, epoch_order
 from .splits import block_split, default_block_size
@@ -378,13 +381,14 @@ def _build_optimizer(net: Any, cfg: LoopConfig) -> Any:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path, new_run_id())
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise os_error(e, path) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
 
 
 def _cpu_state(sd: dict) -> dict:
@@ -607,15 +611,27 @@ def variant_kwarg(spec: Any) -> str | None:
     return None
 
 
-def _check_output(path: str, inputs: Sequence[str]) -> Path:
-    out = Path(path)
-    if not out.parent.exists():
-        raise OutputError(f"the output folder {out.parent} does not exist; create it or choose another OUTPUT_MODEL")
-    if not os.access(out.parent, os.W_OK):
-        raise OutputError(f"the output folder {out.parent} is not writable; choose another OUTPUT_MODEL")
-    if any(Path(p).resolve() == out.resolve() for p in inputs):
-        raise OutputError(f"OUTPUT_MODEL {out} is one of the inputs; choose another file name")
-    return out
+def check_tile_option(tile_size: int | None) -> None:
+    """Refuse a TILE_SIZE a model card could not hold, before any data is read."""
+    from .card_schema import MAX_TILE
+
+    if tile_size and not 8 <= int(tile_size) <= MAX_TILE:
+        raise InputError(f"TILE_SIZE {tile_size} must be between 8 and {MAX_TILE} (0 = the network's default)")
+
+
+def training_tile(tile_size: int, datas: Sequence[SceneData]) -> int:
+    """The asked training tile cut to the largest scene (a larger one only pads it)."""
+    from .sizes import clamp_tile
+
+    side = max(max(d.shape) for d in datas)
+    return clamp_tile(int(tile_size), side, side, 32)
+
+
+def record_profile(card: ModalityCard, path: str, arrays: Sequence[np.ndarray]) -> None:
+    """Store the input's data type and value range in its card (classify warns on a mismatch)."""
+    from .value_checks import input_profile, raster_dtype
+
+    card.data_type, card.value_range = input_profile(raster_dtype(path), (_subsample(a) for a in arrays))
 
 
 def _fingerprint(obj: Any) -> str:
@@ -675,6 +691,25 @@ def _write_report(path: str | None, card: ModelCard, history: list[dict[str, flo
     return str(path)
 
 
+def resolve_variant(spec: Any, variant: str | None) -> str | None:
+    """The spec's full variant name for ``variant``, which may be the full name or its short form
+    (the part after the last ``_``: ``atto`` for ``convnextv2_atto``), any case; InputError listing
+    both forms otherwise. Called before any data is read."""
+    if not variant:
+        return None
+    if not spec.variants:
+        raise InputError(f"{spec.name} has no variants; leave VARIANT empty")
+    want = variant.strip().lower()
+    for v in spec.variants:
+        if v.lower() == want:
+            return v
+    short = [v for v in spec.variants if v.lower().rsplit("_", 1)[-1] == want]
+    if len(short) == 1:
+        return short[0]
+    names = ", ".join(v if "_" not in v else f"{v.rsplit('_', 1)[-1]} ({v})" for v in spec.variants)
+    raise InputError(f"unknown {spec.name} variant {variant!r}; choose one of {names}")
+
+
 def build_network(spec: Any, variant: str | None, band_counts: Sequence[int], num_classes: int,
                   extra_kwargs: dict | None) -> tuple[Any, dict]:
     """Build a network from its spec and band counts; returns (net, build_kwargs for the card)."""
@@ -683,9 +718,8 @@ def build_network(spec: Any, variant: str | None, band_counts: Sequence[int], nu
             raise InputError(f"{spec.name} takes exactly {m.default_bands} {m.name} band(s); the input has {n}")
     kwargs: dict[str, Any] = dict(spec.channel_kwargs(list(band_counts)))
     kwargs["num_classes"] = int(num_classes)
+    variant = resolve_variant(spec, variant)
     if variant:
-        if spec.variants and variant not in spec.variants:
-            raise InputError(f"unknown {spec.name} variant {variant!r}; choose one of {', '.join(spec.variants)}")
         key = variant_kwarg(spec)
         if key is None:
             raise InputError(f"{spec.name} has no variants")
@@ -762,19 +796,30 @@ def train(
         if len(s.inputs) != n_mod:
             raise InputError(f"{arch} takes {n_mod} input(s) ({', '.join(m.name for m in spec.modalities)}); "
                              f"scene {s.name} gives {len(s.inputs)}")
+    variant = resolve_variant(spec, variant)  # options are checked before any data is read
+    check_tile_option(tile_size)
     if not 0.0 <= validation_fraction < 0.95:
         raise InputError(f"VALIDATION_FRACTION must be in [0, 0.95), got {validation_fraction}")
-    epochs = int(epochs if epochs is not None else rec.epochs)
-    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
+    # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
+    epochs = int(epochs) if epochs else rec.epochs
+    batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
     if epochs < 1 or batch_size < 1 or lr <= 0 or accumulate < 1:
-        raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 and LEARNING_RATE > 0")
-    all_inputs = [p for s in scenes for p in s.inputs] + [s.labels for s in scenes]
-    out = _check_output(output_model, all_inputs)
+        raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 (0 = the network's default) and "
+                         "LEARNING_RATE > 0")
+    out = Path(output_model)
     report_path = (None if output_report == "" else  # "" = no report
                    output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
-    dev = resolve_device(device)
-    ctx = setup(dev.type)
+    check_outputs("train", {"OUTPUT_MODEL": output_model, "OUTPUT_REPORT": report_path},
+                  {**{f"INPUT_{i + 1}": [s.inputs[i] for s in scenes] for i in range(n_mod)},
+                   "LABELS": [s.labels for s in scenes], "CLASSES": classes, "INIT_MODEL": init_model})
+    run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
+    try:
+        dev = resolve_device(device)
+        ctx = setup(dev.type)
+    except BaseException:
+        run.release()
+        raise
     try:
         if ctx.distributed and dev.type == "cuda":
             dev = torch.device("cuda", ctx.local_rank)
@@ -788,7 +833,7 @@ def train(
         if len(run_classes) < 2:
             raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
         dense = spec.head_kind == "dense"
-        tile = int(tile_size) if tile_size else _default_tile(rec.tile_size, datas)
+        tile = training_tile(tile_size, datas) if tile_size else _default_tile(rec.tile_size, datas)
         guard = 0 if dense else max([m.patch_size // max(1, m.grid_ratio) for m in spec.modalities] + [0]) // 2 + 1
         init_card = None
         if init_model and Path(init_model).is_file():
@@ -804,8 +849,10 @@ def train(
                             to_db=to_db, given_cards=given, progress=progress)
         progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
                       f"{len(run_classes)} classes")
-        for mc, m in zip(data.modality_cards, spec.modalities):
+        for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
+            if given is None:  # fine-tuning keeps the original card, data type and range included
+                record_profile(mc, scenes[0].inputs[i], [d.arrays[i] for d in datas])
         if dense:
             length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
             sampler: Any = DenseTileSampler(data.scenes, tile, length, seed, scale_range=scale_range)
@@ -855,16 +902,21 @@ def train(
             **init_info,
         }
         card = ModelCard(
-            architecture=arch, build_kwargs=kwargs, head_kind=spec.head_kind, modalities=data.modality_cards,
+            architecture=arch, build_kwargs=strip_path_kwargs(kwargs), head_kind=spec.head_kind, modalities=data.modality_cards,
             classes=run_classes, variant=variant or "", tile_size=tile if dense else rec.tile_size,
             overlap=min(32, (tile if dense else rec.tile_size) // 4), provenance=provenance,
         )
         written_report = None
-        if ctx.is_main:
-            save_model_file(out, card, outcome.state)
-            written_report = _write_report(report_path, card, outcome.history, metrics,
+        if ctx.is_main:  # the model and its report are placed together (core.atomic)
+            save_model_file(run.temp(out), card, outcome.state)
+            written_report = _write_report(str(run.temp(report_path)) if report_path else None, card,
+                                           outcome.history, metrics,
                                            {"architecture": arch, "scenes": [s.name for s in scenes],
                                             "resumed_from_epoch": outcome.start_epoch}, progress)
+            if written_report is None and report_path:
+                run.discard(report_path)
+            run.commit()
+            written_report = report_path if written_report is not None else None
             if resume_file is not None and resume_file.exists():
                 resume_file.unlink()
         barrier(ctx)
@@ -872,4 +924,6 @@ def train(
         return TrainResult(str(out), written_report, card, outcome.history, outcome.best_epoch, metric_value,
                            cfg.metric, metrics, outcome.epochs_run, outcome.start_epoch)
     finally:
+        run.abort()
+        run.release()
         teardown(ctx)

@@ -53,8 +53,8 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels (empty = model default)",
                                                        QgsProcessingParameterNumber.Integer, None, optional=True,
                                                        minValue=0))
-        self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size",
-                                                       QgsProcessingParameterNumber.Integer, 4, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the default, 4)",
+                                                       QgsProcessingParameterNumber.Integer, 4, minValue=0))
         self.addParameter(QgsProcessingParameterString("DEVICE", "Device", defaultValue="auto"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Land cover"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFIDENCE", "Confidence",

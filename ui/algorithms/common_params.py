@@ -78,7 +78,8 @@ def check_label_params(parameters: dict, context, layer_id: str = "LABELS",
 
 
 def add_budget_params(alg: MmlcAlgorithm, epochs: int = 20) -> None:
-    alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", Integer, epochs, minValue=1))
+    alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs (0 = the network's default)", Integer, epochs,
+                                                  minValue=0))
     alg.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the network's default)",
                                                   Integer, 0, minValue=0))
     alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate (0 = the network's default)",
