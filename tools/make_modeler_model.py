@@ -44,7 +44,7 @@ def build():
     add_input(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1"), 100, 100)
     add_input(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2", optional=True), 100, 150)
     add_input(QgsProcessingParameterRasterLayer("LABELS", "Class raster"), 100, 200)
-    add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 5, minValue=1),
+    add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Type.Integer, 5, minValue=1),
               100, 250)
 
     def child(alg_id: str, child_id: str, sources: dict, output: tuple[str, str] | None = None):

@@ -12,15 +12,15 @@ from qgis.core import (
 
 from .base import DEVICE_HELP, MmlcAlgorithm
 
-Integer = QgsProcessingParameterNumber.Integer
-Double = QgsProcessingParameterNumber.Double
+Integer = QgsProcessingParameterNumber.Type.Integer
+Double = QgsProcessingParameterNumber.Type.Double
 
 
 def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "Labels") -> None:
     """A labels layer (raster or vector) and its class field (LABEL_FIELD, vectors only)."""
     alg.addParameter(QgsProcessingParameterMapLayer(
         layer_id, f"{what} (class raster, or polygons/points with a class field)",
-        types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorAnyGeometry]))
+        types=[QgsProcessing.SourceType.TypeRaster, QgsProcessing.SourceType.TypeVectorAnyGeometry]))
     alg.addParameter(QgsProcessingParameterField(
         "LABEL_FIELD", f"Class field ({what.lower()} as vector only)", parentLayerParameterName=layer_id,
         optional=True))
