@@ -12,16 +12,25 @@ Two kinds of check, both on the syntax tree (so text inside strings and comments
   Qt6), classes removed in Qt6 (``QRegExp``, ``QDesktopWidget``, ...), ``pyqtSignal``/``pyqtSlot``
   from anywhere but ``qgis.PyQt.QtCore``.
 
-The checker is tested on bad and good snippets, so it cannot pass by finding nothing.
+With PyQt6 installed (requirements-dev.txt), every Qt name the code takes from ``qgis.PyQt`` (or
+``ui.qt_compat``) and every attribute chain on it (``Qt.GlobalColor.white``,
+``QImage.Format.Format_ARGB32``) is also looked up in the real PyQt6, in a separate process: what
+QGIS 4 will resolve, without QGIS 4.
+
+The checkers are tested on bad and good snippets, so they cannot pass by finding nothing.
 """
 from __future__ import annotations
 
 import ast
 import enum
 import importlib
+import importlib.util
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -152,6 +161,60 @@ def scan_source(source: str, path: str = "<snippet>") -> list[Finding]:
     return sorted(set(found), key=lambda f: (f.path, f.line, f.text))
 
 
+def qt6_gaps(source: str, path: str, qt_module: Callable[[str], Any]) -> list[Finding]:
+    """Qt names and attribute chains of ``source`` that the Qt6 binding lacks.
+
+    ``qt_module(name)`` returns the binding's module (``"QtCore"`` -> PyQt6.QtCore) or None. Names
+    come from ``from qgis.PyQt.<Module> import ...``, ``from qgis.PyQt import <Module>`` and
+    ``ui.qt_compat`` (QtGui under Qt6); the compat module itself is skipped (its Qt5 branch is
+    the point of it).
+    """
+    if path == COMPAT_MODULE:
+        return []
+    tree = ast.parse(source)
+    found: set[Finding] = set()
+    bound: dict[str, tuple[str, list[str]]] = {}  # local name -> (Qt module, attribute path)
+
+    def lookup(module: str, attrs: list[str]) -> bool:
+        obj = qt_module(module)
+        for a in attrs:
+            if obj is None:
+                return False
+            obj = getattr(obj, a, None)
+        return obj is not None
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or not node.module:
+            continue
+        parts = node.module.split(".")
+        for alias in node.names:
+            local = alias.asname or alias.name
+            if parts[:2] == ["qgis", "PyQt"] and len(parts) == 3:
+                bound[local] = (parts[2], [alias.name])
+            elif node.module == "qgis.PyQt":
+                bound[local] = (alias.name, [])
+            elif parts[-1] == "qt_compat":
+                bound[local] = ("QtGui", [alias.name])
+            else:
+                continue
+            module, attrs = bound[local]
+            if not lookup(module, attrs):
+                found.add(Finding(path, node.lineno, f"{'.'.join([module] + attrs)} is not in Qt6"))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        chain: list[str] = []
+        cur: ast.AST = node
+        while isinstance(cur, ast.Attribute):
+            chain.insert(0, cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Name) and cur.id in bound:
+            module, attrs = bound[cur.id]
+            if not lookup(module, attrs + chain):
+                found.add(Finding(path, node.lineno, f"{'.'.join([cur.id] + chain)} is not in Qt6"))
+    return sorted(found, key=lambda f: (f.path, f.line, f.text))
+
+
 def _scanned_files() -> Iterator[Path]:
     for entry in SCANNED:
         p = ROOT / entry
@@ -225,3 +288,60 @@ def test_metadata_allows_qgis_4() -> None:
                 if "=" in line)
     assert meta.get("qgisMaximumVersion", "").strip() == "4.99"
     assert meta.get("supportsQt6", "").strip() == "True"  # what QGIS's Qt6 plugin manager looks for
+
+
+QT6_BAD = """
+from qgis.PyQt.QtCore import Qt, QRegExp
+from qgis.PyQt.QtWidgets import QAction, QDialog
+from qgis.PyQt import QtGui
+button = Qt.MouseButton.MidButton
+fine = Qt.GlobalColor.white
+d = QDialog()
+mat = QtGui.QMatrix()
+"""
+
+_QT6_SCRIPT = """
+import importlib, json, sys
+sys.path.insert(0, {tests!r})
+import test_qt6_forms as t
+
+
+def qt_module(name):
+    try:
+        return importlib.import_module("PyQt6." + name)
+    except ImportError:
+        return None
+
+
+root = t.ROOT
+found = [str(f) for p in t._scanned_files()
+         for f in t.qt6_gaps(p.read_text(encoding="utf-8"), str(p.relative_to(root)), qt_module)]
+bad = [str(f) for f in t.qt6_gaps(t.QT6_BAD, "<bad>", qt_module)]
+gui = importlib.import_module("PyQt6.QtGui")
+compat = all(hasattr(gui, n) for n in ("QAction", "QActionGroup", "QShortcut"))
+print("RESULT" + json.dumps({{"found": found, "bad": bad, "compat": compat}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def qt6_lookup() -> dict:
+    """Run the Qt6 look-ups in a process of their own (PyQt6 beside QGIS's PyQt5 is not wanted)."""
+    if importlib.util.find_spec("PyQt6") is None:
+        pytest.skip("PyQt6 is not installed (pip install -r requirements-dev.txt)")
+    res = subprocess.run([sys.executable, "-c", _QT6_SCRIPT.format(tests=str(ROOT / "tests"))],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "RESULT" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
+    return json.loads(res.stdout.split("RESULT", 1)[1])
+
+
+def test_the_qt6_lookup_finds_what_qt6_lacks(qt6_lookup: dict) -> None:
+    bad = "\n".join(qt6_lookup["bad"])
+    for expected in ("QtCore.QRegExp is not in Qt6", "QtWidgets.QAction is not in Qt6",
+                     "Qt.MouseButton.MidButton is not in Qt6", "QtGui.QMatrix is not in Qt6"):
+        assert expected in bad, bad
+    assert "GlobalColor" not in bad and "QDialog" not in bad
+
+
+def test_every_qt_name_the_plugin_uses_exists_in_qt6(qt6_lookup: dict) -> None:
+    assert qt6_lookup["found"] == [], "\n".join(qt6_lookup["found"])
+    assert qt6_lookup["compat"]  # ui.qt_compat's first choice is there under Qt6
