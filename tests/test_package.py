@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmlc.tools import package  # tools/package.py, which `make package` runs as a script
 from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import package  # noqa: E402  (tools/package.py, run as a script by `make package`)
 
 BUILTINS = ["asanet-demo", "das2f-demo", "hfdnet-demo", "prsanet-demo"]
 HELD_OUT = "bigearthnet/S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
