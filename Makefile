@@ -38,8 +38,9 @@ models: setup
 bench: setup
 	$(PY) bench/run_all.py
 
-package:
-	@mkdir -p dist && /usr/bin/python3 tools/package.py dist
+# The zip, checked like plugins.qgis.org checks uploads (size, files, Bandit, detect-secrets).
+package: $(STAMP)
+	@mkdir -p dist && $(PY) tools/package.py dist
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -40,7 +40,7 @@ class MmlcPlugin:
         self.initProcessing()
         if self.iface is None:
             return
-        from qgis.PyQt.QtWidgets import QAction
+        from .ui.qt_compat import QAction
 
         for alg_id, text in (("mmlc:classify", "Classify land cover…"), ("mmlc:train", "Train a model…"),
                              ("mmlc:distill", "Distill SAR from optical…"), ("mmlc:evaluate", "Evaluate a map…")):
@@ -59,7 +59,7 @@ class MmlcPlugin:
         if deps.missing_packages():
             self.iface.messageBar().pushMessage(
                 "mmlc", "PyTorch is not installed in QGIS's Python: Raster > Multimodal Land Cover > "
-                "Install PyTorch for mmlc… installs it with one click.", Qgis.Warning, 15)
+                "Install PyTorch for mmlc… installs it with one click.", Qgis.MessageLevel.Warning, 15)
 
     def open_algorithm(self, alg_id: str) -> None:
         """Open the Processing dialog of one algorithm (what the menu entries do)."""

@@ -195,11 +195,11 @@ class LabelSource:
         return int(round(row)), int(round(col))
 
     def _read_aligned(self, grid: Any, row: int, col: int) -> Optional[np.ndarray]:
-        assert self._raster is not None
-        band = self._raster.GetRasterBand(1)
+        raster = self._raster_ds()
+        band = raster.GetRasterBand(1)
         h, w = int(grid.height), int(grid.width)
         r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + h, self._raster.RasterYSize), min(col + w, self._raster.RasterXSize)
+        r1, c1 = min(row + h, raster.RasterYSize), min(col + w, raster.RasterXSize)
         if r1 <= r0 or c1 <= c0:
             return None
         block = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
@@ -222,15 +222,15 @@ class LabelSource:
 
     def _warp(self, grid: Any) -> np.ndarray:
         """Band 1 warped onto ``grid`` with nearest neighbour, nodata where the raster is absent."""
-        assert self._raster is not None
-        band = self._raster.GetRasterBand(1)
+        raster = self._raster_ds()
+        band = raster.GetRasterBand(1)
         dst = _mem_raster(grid, band.DataType)
         if self._nodata is not None:
             dst.GetRasterBand(1).SetNoDataValue(self._nodata)
             dst.GetRasterBand(1).Fill(self._nodata)
         gdal.ErrorReset()
         try:
-            ok = gdal.Warp(dst, self._raster, resampleAlg="near", multithread=False)
+            ok = gdal.Warp(dst, raster, resampleAlg="near", multithread=False)
         except RuntimeError:
             ok = None
         if ok is None:
@@ -238,7 +238,7 @@ class LabelSource:
         return dst.GetRasterBand(1).ReadAsArray()
 
     def _read_raster(self, grid: Any) -> np.ndarray:
-        assert self._raster is not None
+        self._raster_ds()  # InputError if closed
         nodata = self._nodata
         offset = self._aligned_offset(grid) if self.fast_path else None
         arr = self._read_aligned(grid, *offset) if offset is not None else None
@@ -403,16 +403,16 @@ class LabelSource:
         return out
 
     def _read_vector(self, grid: Any) -> np.ndarray:
-        assert self._mem_layer is not None
+        layer = self._vector_layer()
         dst = _mem_raster(grid, gdal.GDT_UInt16)
         xmin, ymin, xmax, ymax = grid_bounds(grid)
-        self._mem_layer.SetSpatialFilterRect(xmin, ymin, xmax, ymax)
+        layer.SetSpatialFilterRect(xmin, ymin, xmax, ymax)
         try:
-            err = gdal.RasterizeLayer(dst, [1], self._mem_layer, options=[f"ATTRIBUTE={_BURN_FIELD}", "ALL_TOUCHED=FALSE"])
+            err = gdal.RasterizeLayer(dst, [1], layer, options=[f"ATTRIBUTE={_BURN_FIELD}", "ALL_TOUCHED=FALSE"])
             if err != 0:
                 raise InputError(f"cannot rasterise the labels of {self.path}: {gdal.GetLastErrorMsg()}")
         finally:
-            self._mem_layer.SetSpatialFilter(None)
+            layer.SetSpatialFilter(None)
         return dst.GetRasterBand(1).ReadAsArray().astype(np.uint16, copy=False)
 
     # -- common -----------------------------------------------------------------------------------
@@ -443,8 +443,7 @@ class LabelSource:
         """ClassInfo for each of ``values`` (names from categories or the string field)."""
         wanted = sorted({int(v) for v in values if int(v) != 0})
         if self.kind == "raster":
-            assert self._raster is not None
-            return classes_from_band(self._raster.GetRasterBand(1), wanted)
+            return classes_from_band(self._raster_ds().GetRasterBand(1), wanted)
         known = {c.value: c for c in self._vector_classes}
         return [known.get(v, ClassInfo(v, f"class {v}", default_color(i))) for i, v in enumerate(wanted)]
 
@@ -452,6 +451,18 @@ class LabelSource:
     def declared_classes(self) -> list[ClassInfo]:
         """Every class the vector field declares (whole layer, not just one window); [] for rasters."""
         return list(self._vector_classes)
+
+    def _raster_ds(self) -> gdal.Dataset:
+        """The open label raster (InputError when this source is a vector layer or was closed)."""
+        if self._raster is None:
+            raise InputError(f"the label raster {self.path} is not open (closed, or not a raster); open it again")
+        return self._raster
+
+    def _vector_layer(self) -> ogr.Layer:
+        """The reprojected in-memory copy of the label layer (InputError when closed or a raster)."""
+        if self._mem_layer is None:
+            raise InputError(f"the label layer {self.path} is not open (closed, or not a vector layer); open it again")
+        return self._mem_layer
 
     def close(self) -> None:
         self._raster = None

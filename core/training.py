@@ -584,7 +584,9 @@ def run_loop(
                 "best_cm": torch.from_numpy(best_cm) if best_cm is not None else None,
             }, resume_path)
         barrier(ctx)
-    assert best_state is not None, "the loop ran no epoch"
+    if best_state is None:  # the loop ran no epoch: EPOCHS < 1 reached the loop
+        raise InputError(f"training ran no epoch (EPOCHS={cfg.epochs}, starting at epoch {resumed_from}); "
+                         "ask for at least one epoch")
     net.load_state_dict(best_state)
     if best_cm is None:
         best_metric = float("nan")

@@ -64,9 +64,9 @@ def build():
     classes = QgsProcessingParameterFile("CLASSES", "Class table", optional=True)
     classes.setFileFilter("Class tables (*.csv *.txt)")
     add_input(classes)
-    add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 5, minValue=1))
+    add_input(QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Type.Integer, 5, minValue=1))
     add_input(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (0 = default)",
-                                           QgsProcessingParameterNumber.Integer, 0, minValue=0))
+                                           QgsProcessingParameterNumber.Type.Integer, 0, minValue=0))
 
     if hasattr(m, "setParameterOrder"):  # the dialog lists inputs in this order (else alphabetically)
         m.setParameterOrder(["ARCHITECTURE", "INPUT_1", "INPUT_2", "LABELS", "CLASSES", "EPOCHS", "TILE_SIZE"])

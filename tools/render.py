@@ -31,7 +31,7 @@ def rgb_composite(layer: QgsRasterLayer, bands: Sequence[int]) -> None:
     for setter, band in ((r.setRedContrastEnhancement, bands[0]), (r.setGreenContrastEnhancement, bands[1]),
                          (r.setBlueContrastEnhancement, bands[2])):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
         lo, hi = layer.dataProvider().cumulativeCut(band, 0.02, 0.98)
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
@@ -54,16 +54,16 @@ def export_png(layer: QgsRasterLayer, path: Path, title: str, legend: bool, widt
     map_h = width_mm * aspect
     legend_w = 100.0 if legend else 0.0
     page = layout.pageCollection().page(0)
-    page.setPageSize(QgsLayoutSize(width_mm + legend_w + 15, map_h + 25, QgsUnitTypes.LayoutMillimeters))
+    page.setPageSize(QgsLayoutSize(width_mm + legend_w + 15, map_h + 25, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     label = QgsLayoutItemLabel(layout)
     label.setText(title)
     label.setFont(QFont("DejaVu Sans", 11))
-    label.attemptMove(QgsLayoutPoint(5, 3, QgsUnitTypes.LayoutMillimeters))
-    label.attemptResize(QgsLayoutSize(width_mm + legend_w, 10, QgsUnitTypes.LayoutMillimeters))
+    label.attemptMove(QgsLayoutPoint(5, 3, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+    label.attemptResize(QgsLayoutSize(width_mm + legend_w, 10, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     layout.addLayoutItem(label)
     item = QgsLayoutItemMap(layout)
-    item.attemptMove(QgsLayoutPoint(5, 15, QgsUnitTypes.LayoutMillimeters))
-    item.attemptResize(QgsLayoutSize(width_mm, map_h, QgsUnitTypes.LayoutMillimeters))
+    item.attemptMove(QgsLayoutPoint(5, 15, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+    item.attemptResize(QgsLayoutSize(width_mm, map_h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     item.setLayers([layer])
     item.setCrs(layer.crs())
     item.setExtent(ext)
@@ -76,7 +76,7 @@ def export_png(layer: QgsRasterLayer, path: Path, title: str, legend: bool, widt
         leg.model().rootGroup().clear()
         leg.model().rootGroup().addLayer(layer)
         leg.setTitle("Legend")
-        leg.attemptMove(QgsLayoutPoint(width_mm + 10, 15, QgsUnitTypes.LayoutMillimeters))
+        leg.attemptMove(QgsLayoutPoint(width_mm + 10, 15, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         layout.addLayoutItem(leg)
     settings = QgsLayoutExporter.ImageExportSettings()
     settings.dpi = 110
@@ -90,7 +90,7 @@ def export_png(layer: QgsRasterLayer, path: Path, title: str, legend: bool, widt
     finally:
         gdal.PopErrorHandler()
     project.removeMapLayer(layer.id())
-    if result != QgsLayoutExporter.Success:
+    if result != QgsLayoutExporter.ExportResult.Success:
         raise RuntimeError(f"QGIS could not export {path} (code {result})")
     return path
 
@@ -103,8 +103,8 @@ def side_by_side(rows: Sequence[Sequence[Path]], path: Path) -> Path:
     images = [[QImage(str(p)) for p in row] for row in rows]
     width = max(sum(i.width() for i in row) for row in images)
     height = sum(max(i.height() for i in row) for row in images)
-    canvas = QImage(width, height, QImage.Format_ARGB32)
-    canvas.fill(Qt.white)
+    canvas = QImage(width, height, QImage.Format.Format_ARGB32)
+    canvas.fill(Qt.GlobalColor.white)
     painter = QPainter(canvas)
     y = 0
     for row in images:

@@ -44,7 +44,7 @@ def style_class_raster(layer: QgsRasterLayer, classes: Sequence[ClassInfo]) -> N
 def style_confidence_raster(layer: QgsRasterLayer) -> None:
     """Continuous Viridis-like ramp over 0..1 (max softmax probability)."""
     ramp = QgsStyle.defaultStyle().colorRamp("Viridis")
-    fn = QgsColorRampShader(0.0, 1.0, ramp, QgsColorRampShader.Interpolated)
+    fn = QgsColorRampShader(0.0, 1.0, ramp, QgsColorRampShader.Type.Interpolated)
     fn.classifyColorRamp(5, 1, layer.extent(), layer.dataProvider())
     fn.setMinimumValue(0.0)
     fn.setMaximumValue(1.0)

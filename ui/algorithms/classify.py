@@ -47,20 +47,20 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: all of input 1)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             "MASK", "Mask layer: classify only inside these polygons (output cut to their extent)",
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
-                                                       QgsProcessingParameterNumber.Integer, 0, minValue=0))
+                                                       QgsProcessingParameterNumber.Type.Integer, 0, minValue=0))
         self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels (empty = model default)",
-                                                       QgsProcessingParameterNumber.Integer, None, optional=True,
+                                                       QgsProcessingParameterNumber.Type.Integer, None, optional=True,
                                                        minValue=0))
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the default, 4)",
-                                                       QgsProcessingParameterNumber.Integer, 4, minValue=0))
+                                                       QgsProcessingParameterNumber.Type.Integer, 4, minValue=0))
         self.addParameter(QgsProcessingParameterString("DEVICE", "Device", defaultValue="auto"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Land cover"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFIDENCE", "Confidence",
                                                                   optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_VECTOR", "Land cover polygons",
-                                                                  QgsProcessing.TypeVectorPolygon,
+                                                                  QgsProcessing.SourceType.TypeVectorPolygon,
                                                                   optional=True, createByDefault=False))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802

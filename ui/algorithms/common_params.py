@@ -13,8 +13,8 @@ from qgis.core import (
 
 from .base import DEVICE_HELP, MmlcAlgorithm
 
-Integer = QgsProcessingParameterNumber.Integer
-Double = QgsProcessingParameterNumber.Double
+Integer = QgsProcessingParameterNumber.Type.Integer
+Double = QgsProcessingParameterNumber.Type.Double
 
 
 def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "Labels") -> None:
@@ -27,7 +27,7 @@ def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "
     """
     raster = QgsProcessingParameterRasterLayer(layer_id, f"{what} (class raster)", optional=True)
     vector = QgsProcessingParameterVectorLayer(f"{layer_id}_VECTOR", f"{what} (or polygons/points)",
-                                               [QgsProcessing.TypeVectorAnyGeometry], optional=True)
+                                               [QgsProcessing.SourceType.TypeVectorAnyGeometry], optional=True)
     field = QgsProcessingParameterField("LABEL_FIELD", "Class field of the polygons/points",
                                         parentLayerParameterName=f"{layer_id}_VECTOR", optional=True)
     if hasattr(raster, "setHelp"):  # tooltips (QGIS 3.16+); the labels stay short for the dialog's width
