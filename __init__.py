@@ -6,6 +6,8 @@ QGIS calls :func:`classFactory`; nothing here imports qgis or torch at import ti
 from __future__ import annotations
 
 __version__ = "0.1.0"
+#: why the installer's package folder could not be put on sys.path at start-up (None: it was, or absent)
+deps_activation_error: str | None = None
 
 
 def _activate_deps() -> None:
@@ -17,8 +19,9 @@ def _activate_deps() -> None:
         from .core.qgisenv import activate_for_profile
 
         activate_for_profile(QgsApplication.qgisSettingsDirPath())
-    except Exception:  # never block loading the plugin; Diagnostics shows the folder's state
-        pass
+    except Exception as e:  # never block loading the plugin; kept for a bug report
+        global deps_activation_error
+        deps_activation_error = f"{type(e).__name__}: {e}"
 
 
 def classFactory(iface):  # noqa: N802 (QGIS's name)

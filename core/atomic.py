@@ -18,6 +18,7 @@ of a run still going. :class:`RunFiles` is the life of one run's outputs:
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -289,10 +290,8 @@ class RunFiles:
             self.release()
 
     def __del__(self) -> None:  # a run object dropped without closing must not keep its claims
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to release
             self.release()
-        except Exception:  # interpreter shutdown: nothing left to release
-            pass
 
 
 @contextmanager

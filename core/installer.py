@@ -26,7 +26,7 @@ import platform
 import queue
 import re
 import shutil
-import subprocess
+import subprocess  # nosec B404: runs QGIS's own Python (pip, checks) with argv lists, never a shell
 import sys
 import tempfile
 import threading
@@ -140,7 +140,7 @@ def probe_python(python: str, loaded_modules: Sequence[str] = (), with_qgis: boo
     """Run the probe in ``python``; raises InstallError when the interpreter cannot run."""
     args = [python, "-c", _PROBE] + (["--with-qgis"] if with_qgis else [])
     try:
-        res = subprocess.run(args, input=json.dumps(sorted(set(loaded_modules))), capture_output=True,
+        res = subprocess.run(args, input=json.dumps(sorted(set(loaded_modules))), capture_output=True,  # nosec B603
                              creationflags=qgisenv.NO_WINDOW,
                              text=True, timeout=180, env=qgisenv._clean_python_env())
     except (OSError, subprocess.SubprocessError) as e:
@@ -573,7 +573,7 @@ def _run_streaming(args: list[str], env: dict, emit: Callable[[str], None], prog
                    watch: Path, cancelled: Callable[[], bool]) -> int:
     """Run pip, forwarding each output line; poll the cancel flag and the download size."""
     try:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,  # nosec B603
                                 creationflags=qgisenv.NO_WINDOW,
                                 encoding="utf-8", errors="replace", bufsize=1)
     except OSError as e:
@@ -616,7 +616,7 @@ def _run_streaming(args: list[str], env: dict, emit: Callable[[str], None], prog
 def _verify(python: str, staging: Path) -> dict:
     """Import torch, safetensors and numpy with QGIS's interpreter, the staging folder first on the path."""
     try:
-        res = subprocess.run([python, "-c", _VERIFY, str(staging)], capture_output=True, text=True, timeout=600,
+        res = subprocess.run([python, "-c", _VERIFY, str(staging)], capture_output=True, text=True, timeout=600,  # nosec B603
                              creationflags=qgisenv.NO_WINDOW,
                              env=qgisenv._clean_python_env())
     except (OSError, subprocess.SubprocessError) as e:

@@ -16,7 +16,7 @@ import importlib
 import os
 import platform
 import re
-import subprocess
+import subprocess  # nosec B404: asks candidate interpreters and nvidia-smi, argv lists, never a shell
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +165,8 @@ def interpreter_candidates(executable: str, base_prefix: str, exec_prefix: str, 
 def _reports_same_python(candidate: str, version: Sequence[int], base_prefix: str) -> bool:
     code = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.base_prefix)"
     try:
-        res = subprocess.run([candidate, "-c", code], capture_output=True, text=True, timeout=60, creationflags=NO_WINDOW,
+        res = subprocess.run([candidate, "-c", code], capture_output=True,  # nosec B603: fixed code
+                             text=True, timeout=60, creationflags=NO_WINDOW,
                              env=_clean_python_env())
     except (OSError, subprocess.SubprocessError):
         return False
@@ -250,7 +251,8 @@ def parse_nvidia_smi(query_output: str, banner: str) -> GpuInfo:
 def detect_gpu(run: Callable[[list[str]], str] | None = None) -> GpuInfo:
     """Ask ``nvidia-smi`` (on PATH, or in its Windows default folder); no GPU when it is absent."""
     def default_run(args: list[str]) -> str:
-        res = subprocess.run(args, capture_output=True, text=True, timeout=30, creationflags=NO_WINDOW)
+        res = subprocess.run(args, capture_output=True, text=True, timeout=30,  # nosec B603: nvidia-smi
+                             creationflags=NO_WINDOW)
         if res.returncode != 0:
             raise OSError(res.stderr.strip() or f"exit code {res.returncode}")
         return res.stdout
