@@ -40,7 +40,7 @@ from .labels import LabelSource
 from .modelfile import ModelCard
 from .normalize import model_input
 from .patches import halo_for
-from .progress import NullProgress, Progress, check_cancel
+from .progress import NullProgress, Progress, Steps, check_cancel
 
 #: A sink receives finished rectangles: (row0, col0, probabilities (K, h, w) float32, valid (h, w)).
 #: The rectangles are disjoint and together cover the grid once; the arrays are valid only
@@ -653,6 +653,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     windows = [Window(r, c, tile, tile, 0, i, j) for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
+    steps = Steps(progress, len(windows), "tiles", end=0.95)
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
                      threaded=background, normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
@@ -668,7 +669,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
             _check_logits(probs, (card.num_classes, tile, tile), card)
         return len(item.windows), ([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
 
-    return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, len(windows),
+    return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, steps,
                   progress, background, workers)
 
 
@@ -695,12 +696,14 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
+    steps = Steps(progress, grid.width * grid.height, "pixels", end=0.95)  # moves per patch batch, not per window
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
                      normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
     def compute(item: ReadBatch) -> tuple:  # on a model worker
         w, valid = item.windows[0], item.valids[0]
         ri, ci = np.nonzero(valid)
+        units = float(w.rows * w.cols)  # this window's share of the bar, handed out per patch batch
         probs = None
         if ri.size:
             probs = np.zeros((card.num_classes, w.rows, w.cols), np.float32)
@@ -721,19 +724,23 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                     out = runner(batch)
                     _check_logits(out, (card.num_classes,), card)
                     probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
+                    part = w.rows * w.cols * min(chunk, ri.size - s) / ri.size
+                    steps.advance(part)
+                    units -= part
                     s += chunk
         check_cancel(progress)
-        return 1, (w.i, w.j, probs, valid)
+        return max(units, 0.0), (w.i, w.j, probs, valid)
 
-    return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, len(windows),
+    return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, steps,
                   progress, background, 1 if workers is None else workers)
 
 
 def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
-           compute: Callable[[ReadBatch], tuple[int, tuple]],
-           stats: InferenceStats, total: int, progress: Progress, background: bool,
+           compute: Callable[[ReadBatch], tuple[float, tuple]],
+           stats: InferenceStats, steps: Steps, progress: Progress, background: bool,
            workers: Optional[int]) -> InferenceStats:
-    """Run ``compute`` (read batch -> (windows done, the stage's arguments)) on every batch the reader delivers,
+    """Run ``compute`` (read batch -> (progress units done and not yet reported to ``steps``, the
+    stage's arguments)) on every batch the reader delivers,
     on the model workers, and hand the results to ``stage`` in order; start and stop all threads
     together.
 
@@ -747,16 +754,13 @@ def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
     threads = torch.get_num_threads()
     n = 1 if not background else (cpu_workers(runner.device, threads) if workers is None else max(int(workers), 1))
     pool = None
-    done = 0
     trim = heap.Trimmer()
 
     def hand_over(results: list) -> None:
-        nonlocal done
-        for count, args in results:
+        for units, args in results:
             stage(*args)
             trim()  # free pages scattered over the threads' arenas go back when they pile up
-            done += count
-            progress.set_fraction(done / total)
+            steps.advance(units)
 
     try:
         pre.start()

@@ -1,0 +1,90 @@
+"""Progress that moves and cancels promptly: core.progress.Steps and the two inference paths."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from mmlc.core.classify import classify
+from mmlc.core.errors import Cancelled
+from mmlc.core.progress import CallbackProgress, Steps, format_duration
+from test_inference import exact_pan, make_dense_model, make_patch_model
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_steps_move_monotonically_and_log_a_time_estimate() -> None:
+    clock = FakeClock()
+    progress = CallbackProgress()
+    steps = Steps(progress, 10, "tiles", start=0.0, end=0.9, first_log_s=3, log_every_s=10, clock=clock)
+    assert progress.fractions == [0.0]  # set at once: no busy bar before the first tile
+    for _ in range(10):
+        clock.t += 2.0
+        steps.advance(1)
+    assert progress.fractions == pytest.approx([0.0] + [0.09 * i for i in range(1, 11)])
+    # first estimate after 3 s (2 tiles in 4 s -> 16 s left), the next 10 s later (7 tiles in 14 s -> 6 s left)
+    assert progress.messages == ["20 % of the tiles done in 4 s, about 16 s left",
+                                 "70 % of the tiles done in 14 s, about 6 s left"]
+
+
+def test_steps_never_go_backwards_across_threads() -> None:
+    progress = CallbackProgress()
+    steps = Steps(progress, 4000, "pixels")
+    threads = [threading.Thread(target=lambda: [steps.advance(1.0) for _ in range(1000)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert progress.fractions == sorted(progress.fractions) and progress.fractions[-1] == pytest.approx(1.0)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (4.4, 65, 3725)] == ["4 s", "1 min 05 s", "1 h 02 min"]
+
+
+def _patch_inputs(tmp_path: Path, spacenet6: Path) -> tuple[Path, list[str]]:
+    ms = spacenet6 / "ms1_2m_uint16.tif"
+    return make_patch_model(tmp_path / "patch.mmlc"), [str(ms), str(exact_pan(spacenet6 / "pan1.tif", ms,
+                                                                              tmp_path / "pan.tif"))]
+
+
+def test_patch_progress_moves_within_one_window_and_logs_an_estimate(tmp_path: Path, spacenet6: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """150 x 150 MS pixels in ONE window (tile 256): the bar moves per batch of 256 patches
+    (the DAS2F busy bar / 0 -> 100 jump of issue 16), from 0 before the first forward pass."""
+    monkeypatch.setattr(Steps, "FIRST_LOG_S", 0.0)
+    model, ins = _patch_inputs(tmp_path, spacenet6)
+    progress = CallbackProgress()
+    classify(model, ins, str(tmp_path / "out.tif"), tile_size=256, batch_size=1, device="cpu", progress=progress)
+    f = progress.fractions
+    assert f[0] == 0.0 and f[-1] == 1.0 and f == sorted(f)
+    inside = [x for x in f if 0.0 < x < 0.95]
+    assert len(inside) >= 80  # 22,500 patches / 256 per forward = 88 batches
+    assert any("of the pixels done" in m and "left" in m for m in progress.messages)
+
+
+def test_dense_progress_moves_per_tile_batch(tmp_path: Path, spacenet6: Path) -> None:
+    model = make_dense_model(tmp_path / "fcn.mmlc")
+    progress = CallbackProgress()
+    res = classify(model, [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")],
+                   str(tmp_path / "out.tif"), tile_size=64, overlap=16, batch_size=1, device="cpu",
+                   progress=progress, workers=1)
+    f = progress.fractions
+    assert res.tiles == 16 and f == sorted(f) and f[0] == 0.0 and f[-1] == 1.0
+    assert len({x for x in f if 0.0 < x < 1.0}) == res.tiles  # one step per tile, 0.95 after the last
+
+
+def test_patch_run_cancels_within_the_window(tmp_path: Path, spacenet6: Path) -> None:
+    """Cancelled after 5 progress calls inside a single window: it stops there, not at the window's end."""
+    model, ins = _patch_inputs(tmp_path, spacenet6)
+    progress = CallbackProgress(cancel_after=5)
+    with pytest.raises(Cancelled):
+        classify(model, ins, str(tmp_path / "out.tif"), tile_size=256, batch_size=1, device="cpu", progress=progress)
+    assert progress.calls <= 6 and max(progress.fractions) < 0.1
+    assert not (tmp_path / "out.tif").exists()
