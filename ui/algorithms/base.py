@@ -55,8 +55,9 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         return self.HELP
 
     def helpUrl(self) -> str:  # noqa: N802
-        """The algorithm's page in the docs shipped with the plugin."""
-        page = os.path.join(PLUGIN_DIR, "docs", f"{self.NAME}.md")
+        """The algorithm's page in the docs shipped with the plugin, rendered as HTML
+        (docs/html/, made from docs/*.md by tools/docs_html.py) for the dialog's Help button."""
+        page = os.path.join(PLUGIN_DIR, "docs", "html", f"{self.NAME}.html")
         return QUrl.fromLocalFile(page).toString() if os.path.exists(page) else ""
 
     def icon(self) -> QIcon:

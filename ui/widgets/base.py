@@ -1,0 +1,32 @@
+"""A Python widget wrapper used in the standard dialog only; QGIS's own widget elsewhere."""
+from __future__ import annotations
+
+from typing import Any
+
+from processing.gui.wrappers import DIALOG_STANDARD, WidgetWrapper, dialogTypes
+from qgis.gui import QgsGui
+
+
+class StandardDialogWrapper(WidgetWrapper):
+    """Base of mmlc's widget wrappers.
+
+    Processing builds the wrapper named in a parameter's ``widget_wrapper`` metadata in every
+    dialog. Ours are made for the standard algorithm dialog; in the Modeler (where a value may
+    come from a model input or another algorithm's output) and in the batch dialog, ``__new__``
+    hands back the widget QGIS itself would have made for the parameter's type instead.
+    """
+
+    def __new__(cls, param: Any, dialog: Any, row: int = 0, col: int = 0, **kwargs: Any):
+        kind = dialog.__class__.__name__ if dialog is not None else ""
+        registry = QgsGui.processingGuiRegistry()
+        if kind == "ModelerParametersDialog":
+            wrapper = registry.createModelerParameterWidget(dialog.model, dialog.childId, param, dialog.context)
+            if wrapper is not None:
+                wrapper.setDialog(dialog)
+                return wrapper
+        elif kind and dialogTypes.get(kind, DIALOG_STANDARD) != DIALOG_STANDARD:
+            wrapper = registry.createParameterWidgetWrapper(param, dialogTypes[kind])
+            if wrapper is not None:
+                wrapper.setDialog(dialog)
+                return wrapper
+        return super().__new__(cls)
