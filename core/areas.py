@@ -220,7 +220,7 @@ def area_csv_text(table: AreaTable) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["value", "name", "color", "pixels", "hectares", "share_percent"])
     for r in table.rows:
-        w.writerow([r.value, r.name, r.color, r.pixels, "" if r.hectares is None else f"{r.hectares:.4f}",
+        w.writerow([r.value, r.name, r.color, r.pixels, "" if r.hectares is None else f"{r.hectares:.6f}",
                     f"{100 * r.share:.4f}"])
     return buf.getvalue()
 

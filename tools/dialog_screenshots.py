@@ -104,9 +104,14 @@ def main(argv: list[str] | None = None) -> int:
 
     plugin = mmlc.classFactory(iface)
     plugin.initProcessing()
+    import shutil
+
     pair = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
-    s2 = QgsRasterLayer(str(BEN / f"{pair}__s2_10band_10m.tif"), "S2 10 bands")
-    s1 = QgsRasterLayer(str(BEN / f"{pair}__s1_vv_vh_db.tif"), "S1 VV VH dB")
+    copies = out / "samples"  # QGIS caches statistics in .aux.xml beside a raster: never beside the samples
+    copies.mkdir(exist_ok=True)
+    s2_path, s1_path = (shutil.copy(BEN / f"{pair}__{kind}.tif", copies) for kind in ("s2_10band_10m", "s1_vv_vh_db"))
+    s2 = QgsRasterLayer(str(s2_path), "S2 10 bands")
+    s1 = QgsRasterLayer(str(s1_path), "S1 VV VH dB")
     QgsProject.instance().addMapLayers([s2, s1])  # the SAR ends up on top
     notes: list[str] = []
     log = out / "notes.txt"

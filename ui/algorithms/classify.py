@@ -16,7 +16,7 @@ from qgis.core import (
 
 from ..styling import ClassStylePostProcessor
 from .base import DEVICE_HELP, MmlcAlgorithm
-from .common_params import add_device_param, advanced, device_value, helped
+from .common_params import add_device_param, advanced, device_value, helped, widget_class
 
 
 class ClassifyAlgorithm(MmlcAlgorithm):
@@ -43,11 +43,9 @@ class ClassifyAlgorithm(MmlcAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..widgets.model_chooser import ModelChooserWrapper
-
         model = QgsProcessingParameterFile("MODEL", "Model (built-in or .mmlc file)", defaultValue="asanet-demo")
         model.setFileFilter("mmlc model files (*.mmlc);;Built-in model name or any file (*)")
-        model.setMetadata({"widget_wrapper": {"class": ModelChooserWrapper}})
+        model.setMetadata({"widget_wrapper": {"class": widget_class("model_chooser.ModelChooserWrapper")}})
         self.addParameter(helped(model, "A built-in model name (asanet-demo, das2f-demo, prsanet-demo, hfdnet-demo) "
                                         "or the path of an .mmlc file from Train or Distill. The panel below the "
                                         "chooser lists the inputs, bands and classes the model expects."))

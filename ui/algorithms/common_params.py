@@ -54,16 +54,24 @@ def is_advanced(param: QgsProcessingParameterDefinition) -> bool:
 
 
 def choice_param(name: str, description: str, choices: list[tuple[str, str]], default: Optional[str],
-                 optional: bool = False, wrapper: Any = None, **wrapper_args: Any) -> QgsProcessingParameterEnum:
+                 optional: bool = False, wrapper: Optional[str] = None,
+                 **wrapper_args: Any) -> QgsProcessingParameterEnum:
     """An enum of static strings (the value passed around is the string, so plain strings from
     ``processing.run`` and old models keep working) shown with labels in the standard dialog."""
     param = QgsProcessingParameterEnum(name, description, [v for v, _ in choices], defaultValue=default,
                                        optional=optional)
     param.setUsesStaticStrings(True)
-    if wrapper is None:
-        from ..widgets.choice import LabelledChoiceWrapper as wrapper
-    param.setMetadata({"widget_wrapper": {"class": wrapper, "labels": dict(choices), **wrapper_args}})
+    param.setMetadata({"widget_wrapper": {"class": widget_class(wrapper or "choice.LabelledChoiceWrapper"),
+                                          "labels": dict(choices), **wrapper_args}})
     return param
+
+
+def widget_class(name: str) -> str:
+    """Dotted path of a wrapper in ``ui/widgets`` (``"choice.LabelledChoiceWrapper"``) for the
+    ``widget_wrapper`` metadata. A path, not the class: the widgets import Processing's Python
+    GUI, which headless hosts (a bare PyQGIS script, some qgis_process setups) do not have; the
+    dialog imports it when it builds the widget."""
+    return f"{__package__.rsplit('.', 1)[0]}.widgets.{name}"
 
 
 def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "Labels") -> None:

@@ -57,12 +57,10 @@ class TrainAlgorithm(MmlcAlgorithm):
         arch = QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", ARCHITECTURES, defaultValue="asanet")
         arch.setUsesStaticStrings(True)
         self.addParameter(arch)
-        from ..widgets.choice import VariantChoiceWrapper
-
         every = [v for a in ARCHITECTURES for v in VARIANTS[a]]
         labels = {"": "default of the architecture", **{v: f"{v} ({a})" for a in ARCHITECTURES for v in VARIANTS[a]}}
         variant = choice_param("VARIANT", "Variant", [(v, labels[v]) for v in every], None, optional=True,
-                               wrapper=VariantChoiceWrapper, per_architecture=VARIANTS)
+                               wrapper="choice.VariantChoiceWrapper", per_architecture=VARIANTS)
         variant.setMetadata({"widget_wrapper": {**variant.metadata()["widget_wrapper"], "labels": labels}})
         self.addParameter(advanced(variant, "Size of the network: ASANet backbone " + ", ".join(VARIANTS["asanet"])
                                    + "; DAS2F nanjing/xian; HFD-Net encoder resnet50/34/18; empty = the "

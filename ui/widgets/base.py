@@ -30,3 +30,7 @@ class StandardDialogWrapper(WidgetWrapper):
                 wrapper.setDialog(dialog)
                 return wrapper
         return super().__new__(cls)
+
+    def wrappedWidget(self) -> Any:  # noqa: N802
+        """The widget, as QGIS's own wrappers name it (Processing's Python wrappers call it ``widget``)."""
+        return self.widget
