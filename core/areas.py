@@ -201,15 +201,17 @@ def class_areas(raster: str | Path, classes: Sequence[ClassInfo],
 
 
 def area_lines(table: AreaTable) -> list[str]:
-    """The table as fixed-width text lines for a log."""
-    name_w = max([len("class")] + [len(f"{r.value} {r.name}") for r in table.rows])
-    lines = [f"{'class':<{name_w}}  {'pixels':>12}  {'hectares':>12}  {'share':>7}"]
-    for r in table.rows:
-        ha = "–" if r.hectares is None else f"{r.hectares:,.2f}"
-        lines.append(f"{f'{r.value} {r.name}':<{name_w}}  {r.pixels:>12,}  {ha:>12}  {100 * r.share:>6.2f}%")
-    total_ha = table.total_hectares
-    lines.append(f"{'total':<{name_w}}  {table.total_pixels:>12,}  "
-                 f"{'–' if total_ha is None else f'{total_ha:,.2f}':>12}  {100.0 if table.total_pixels else 0:>6.2f}%")
+    """The table as fixed-width text lines for a log: numbers first, in columns only as wide as
+    their values, and the class last (a long name then wraps harmlessly in a narrow log)."""
+    def ha(v: Optional[float]) -> str:
+        return "–" if v is None else f"{v:,.2f}"
+
+    body = [(f"{r.pixels:,}", ha(r.hectares), f"{100 * r.share:.2f}%", f"{r.value} {r.name}") for r in table.rows]
+    body.append((f"{table.total_pixels:,}", ha(table.total_hectares),
+                 f"{100.0 if table.total_pixels else 0.0:.2f}%", "total"))
+    header = ("pixels", "hectares", "share", "class")
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(3)]
+    lines = ["  ".join([*(f"{cell:>{w}}" for cell, w in zip(row[:3], widths)), row[3]]) for row in [header, *body]]
     if table.note:
         lines.append(f"({table.note})")
     return lines

@@ -614,6 +614,59 @@ class Runner:
         return probs
 
 
+# --- progress inside a forward pass ----------------------------------------------------
+#: Share of the bar for loading the network (its modules and weights), before the first batch.
+LOADED: float = 0.05
+
+
+class ForwardTicks:
+    """Moves the bar while a batch is inside the network, for rasters of few tiles (one 256 x 256
+    tile of ASANet is a few seconds on a CPU: the bar used to jump from 0 to 100).
+
+    A forward hook on each top-level child module of the network (encoders, fusion, decoder...)
+    advances a share of the running batch's units as that stage finishes; :meth:`run` returns
+    what is left for the hand-over. Shares are per thread (model workers run batches side by
+    side) and capped, so a module called twice or a batch retried after a GPU out-of-memory
+    error never counts more than its batch.
+    """
+
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.local = threading.local()
+        self.handles: list = []
+        self.stages = 0
+
+    def attach(self, model: Any) -> None:
+        children = list(model.children()) if hasattr(model, "children") else []
+        self.stages = len(children)
+        self.handles = [c.register_forward_hook(self._tick) for c in children]
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def _tick(self, *_: Any) -> None:
+        rec = getattr(self.local, "rec", None)
+        if rec is not None and rec[1] > 0:
+            part = min(rec[0], rec[1])
+            rec[1] -= part
+            self.steps.advance(part)
+
+    def run(self, units: float, forward: Callable[[], Any]) -> tuple[Any, float]:
+        """``forward()`` with ticks; (its result, the batch's units not advanced yet)."""
+        if not self.stages:
+            return forward(), units
+        share = units * self.stages / (self.stages + 1)
+        rec = [share / self.stages, share]
+        self.local.rec = rec
+        try:
+            out = forward()
+        finally:
+            self.local.rec = None
+        return out, units - (share - rec[1])
+
+
 # --- the two paths ---------------------------------------------------------------------
 @dataclass
 class InferenceStats:
@@ -653,7 +706,8 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     windows = [Window(r, c, tile, tile, 0, i, j) for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
-    steps = Steps(progress, len(windows), "tiles", end=0.95)
+    steps = Steps(progress, len(windows), "tiles", start=LOADED, end=0.95, begin=False)
+    ticks = ForwardTicks(steps)
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
                      threaded=background, normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
@@ -665,12 +719,16 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
             with torch.inference_mode():
                 xs = to_model_inputs(item, card.modalities, runner.device,
                                      None if len(keep) == len(item.windows) else keep)
-            probs = runner(xs)
+            probs, left = ticks.run(len(item.windows), lambda: runner(xs))
             _check_logits(probs, (card.num_classes, tile, tile), card)
+            return left, ([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
         return len(item.windows), ([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
 
-    return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, steps,
-                  progress, background, workers)
+    try:
+        return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, steps,
+                      progress, background, workers, on_ready=ticks.attach)
+    finally:
+        ticks.detach()
 
 
 def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
@@ -696,7 +754,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
-    steps = Steps(progress, grid.width * grid.height, "pixels", end=0.95)  # moves per patch batch, not per window
+    steps = Steps(progress, grid.width * grid.height, "pixels", start=LOADED, end=0.95, begin=False)  # moves per patch batch, not per window
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
                      normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
@@ -738,7 +796,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
 def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
            compute: Callable[[ReadBatch], tuple[float, tuple]],
            stats: InferenceStats, steps: Steps, progress: Progress, background: bool,
-           workers: Optional[int]) -> InferenceStats:
+           workers: Optional[int], on_ready: Optional[Callable[[Any], None]] = None) -> InferenceStats:
     """Run ``compute`` (read batch -> (progress units done and not yet reported to ``steps``, the
     stage's arguments)) on every batch the reader delivers,
     on the model workers, and hand the results to ``stage`` in order; start and stop all threads
@@ -747,7 +805,8 @@ def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
     The network is built while the reader fills its first batches. On success the writer is
     drained (its errors raised); on any error or cancel the steps not started are dropped, the
     writer drops what is queued and stops, and the reader stops in every case, so no thread
-    outlives the run (and torch's thread count is the caller's again).
+    outlives the run (and torch's thread count is the caller's again). The bar stands at 0 while
+    the network loads and at ``steps.start`` once it has (``on_ready`` gets the network then).
     """
     import torch
 
@@ -763,8 +822,14 @@ def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
             steps.advance(units)
 
     try:
+        progress.set_fraction(0.0)
         pre.start()
+        t0 = time.perf_counter()
         runner.start()
+        progress.info(f"network ready in {time.perf_counter() - t0:.1f} s")
+        if on_ready is not None:
+            on_ready(runner.model)
+        steps.begin()
         pool = ModelWorkers(n, threads // n)
         for item in pre:
             hand_over(pool.submit(compute, item))

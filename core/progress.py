@@ -101,8 +101,10 @@ class Steps:
     ``advance(n)`` adds ``n`` done units (thread-safe; units may be fractional) and sets the
     fraction ``start + (end - start) * done / total``, never backwards. The first estimate of
     the time left is logged once ``first_log_s`` have passed, then every ``log_every_s``
-    (linear in the units done so far); the bar is set to ``start`` at once, so a dialog never
-    shows a busy bar while the first unit is computed. ``clock`` is for tests.
+    (linear in the units done so far); the bar is set to ``start`` at once (or at :meth:`begin`
+    with ``begin=False``, e.g. once the network is loaded, which then does not count in the
+    estimate), so a dialog never shows a busy bar while the first unit is computed. ``clock`` is
+    for tests.
     """
 
     FIRST_LOG_S: float = 3.0
@@ -110,18 +112,25 @@ class Steps:
 
     def __init__(self, progress: Progress, total: float, what: str = "work", start: float = 0.0,
                  end: float = 1.0, first_log_s: Optional[float] = None, log_every_s: Optional[float] = None,
-                 clock: Optional[Callable[[], float]] = None) -> None:
+                 clock: Optional[Callable[[], float]] = None, begin: bool = True) -> None:
         self.progress, self.total, self.what = progress, max(float(total), 1e-9), what
         self.start, self.end = start, end
         self.first_log_s = self.FIRST_LOG_S if first_log_s is None else first_log_s
         self.log_every_s = self.LOG_EVERY_S if log_every_s is None else log_every_s
         self.clock = clock or time.perf_counter
         self.done = 0.0
-        self.t0 = self.clock()
-        self._next_log = self.t0 + self.first_log_s
         self._lock = threading.Lock()
         self._last = start
-        progress.set_fraction(start)
+        self.begin() if begin else self._restart()
+
+    def _restart(self) -> None:
+        self.t0 = self.clock()
+        self._next_log = self.t0 + self.first_log_s
+
+    def begin(self) -> None:
+        """Start the clock of the estimate and set the bar to ``start``."""
+        self._restart()
+        self.progress.set_fraction(self._last)
 
     @property
     def fraction(self) -> float:

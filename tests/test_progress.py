@@ -69,15 +69,31 @@ def test_patch_progress_moves_within_one_window_and_logs_an_estimate(tmp_path: P
     assert any("of the pixels done" in m and "left" in m for m in progress.messages)
 
 
-def test_dense_progress_moves_per_tile_batch(tmp_path: Path, spacenet6: Path) -> None:
+def test_dense_progress_moves_per_tile_and_inside_the_network(tmp_path: Path, spacenet6: Path) -> None:
+    """0 while the network loads, 0.05 once loaded, then every tile's end (0.05 + 0.9 k / 16), and
+    in between a step as each stage of the network finishes (TinyFCN: one stage, so a half tile)."""
     model = make_dense_model(tmp_path / "fcn.mmlc")
     progress = CallbackProgress()
     res = classify(model, [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")],
                    str(tmp_path / "out.tif"), tile_size=64, overlap=16, batch_size=1, device="cpu",
                    progress=progress, workers=1)
     f = progress.fractions
-    assert res.tiles == 16 and f == sorted(f) and f[0] == 0.0 and f[-1] == 1.0
-    assert len({x for x in f if 0.0 < x < 1.0}) == res.tiles  # one step per tile, 0.95 after the last
+    assert res.tiles == 16 and f == sorted(f) and f[:2] == [0.0, 0.05] and f[-1] == 1.0
+    ends = [0.05 + 0.9 * k / 16 for k in range(1, 17)]
+    assert all(any(abs(x - e) < 1e-9 for x in f) for e in ends)
+    halves = [x for x in f if all(abs(x - e) > 1e-9 for e in [0.0, 0.05, 1.0] + ends)]
+    assert 0 < len(halves) <= 16  # tiles entirely under the SAR's nodata never reach the network
+    assert all(abs((x - 0.05) / (0.9 / 16) % 1 - 0.5) < 1e-6 for x in halves)
+
+
+def test_a_single_tile_raster_moves_while_the_network_runs(tmp_path: Path, spacenet6: Path) -> None:
+    """One tile (the 0 -> 100 jump of ASANet on a small raster): the bar moves inside the forward pass."""
+    model = make_dense_model(tmp_path / "fcn.mmlc", tile=256, overlap=32)
+    progress = CallbackProgress()
+    res = classify(model, [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")],
+                   str(tmp_path / "out.tif"), device="cpu", progress=progress)
+    assert res.tiles == 1
+    assert [x for x in progress.fractions if 0.05 < x < 0.95] == pytest.approx([0.5])
 
 
 def test_patch_run_cancels_within_the_window(tmp_path: Path, spacenet6: Path) -> None:

@@ -92,6 +92,33 @@ def _show(dialog, wrapper) -> None:
             area.ensureWidgetVisible(widget)
 
 
+def _run(app, dialog, wrappers, context, out: Path, note) -> None:
+    """Run the filled classify dialog as the Run button does, watch its progress bar, grab the log."""
+    import time
+
+    run = out / "run"
+    run.mkdir(exist_ok=True)
+    for key, name in (("OUTPUT", "landcover.tif"), ("OUTPUT_AREAS", "areas.csv")):
+        wrappers[key].setParameterValue(str(run / name), context)
+    done: list = []
+    dialog.algorithmFinished.connect(lambda ok, results: done.append(ok))
+    from qgis.PyQt.QtWidgets import QProgressBar
+
+    bar = dialog.findChild(QProgressBar)
+    seen: list[int] = []
+    t0 = time.perf_counter()
+    dialog.runAlgorithm()
+    while not done and time.perf_counter() - t0 < 600:
+        app.processEvents()
+        value = bar.value() if bar.maximum() else -1  # -1: a busy bar
+        if not seen or seen[-1] != value:
+            seen.append(value)
+        time.sleep(0.02)
+    _settle(app)
+    dialog.grab().save(str(out / "classify_log.png"))
+    note(f"  run from the dialog: finished {done}, {time.perf_counter() - t0:.1f} s, progress bar values {seen}")
+
+
 def main(argv: list[str] | None = None) -> int:
     out = Path((argv or sys.argv[1:] or [str(ROOT / "build" / "screenshots")])[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -160,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             _settle(app)
             dialog.grab().save(str(out / "classify_inputs_ok.png"))
             note(f"  band check (S2 + S1): {info.text()}")
+            _run(app, dialog, wrappers, context, out, note)
         dialog.close()
         _settle(app, 5)
     print("\n".join(notes))

@@ -84,8 +84,12 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         missing = deps.missing_packages()
         if missing:
             raise QgsProcessingException(deps.install_instructions())
+        import sys
+
         from ...core.errors import Cancelled, MmlcError, NetworkError
 
+        if "torch" not in sys.modules:  # the first run of a session: seconds with a busy bar otherwise unexplained
+            feedback.pushInfo("starting PyTorch (the first run in a QGIS session takes a few seconds longer)")
         try:
             return fn(progress=FeedbackProgress(feedback), **kwargs)
         except Cancelled as e:

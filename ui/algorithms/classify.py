@@ -177,6 +177,6 @@ class ClassifyAlgorithm(MmlcAlgorithm):
             feedback.reportError(f"class areas not computed: {e}", False)
             return None
         feedback.pushInfo("Class areas:")
-        for line in area_lines(table):
-            feedback.pushCommandInfo(line)
+        for line in area_lines(table):  # no-break spaces: the dialog's HTML log keeps the columns
+            feedback.pushCommandInfo(line.replace(" ", "\u00a0"))
         return table
