@@ -76,10 +76,27 @@ def _settle(app, rounds: int = 20) -> None:
         app.processEvents()
 
 
-def _scrolls(dialog) -> bool:
-    from qgis.PyQt.QtWidgets import QScrollArea
+def _scrolls(dialog) -> str:
+    """Whether a horizontal scroll bar shows, and then the widest label (the usual cause)."""
+    from qgis.PyQt.QtWidgets import QLabel, QScrollArea
 
-    return any(a.horizontalScrollBar().isVisible() for a in dialog.findChildren(QScrollArea))
+    areas = [a for a in dialog.findChildren(QScrollArea) if a.horizontalScrollBar().isVisible()]
+    if not areas:
+        return "no"
+    labels = [lb for lb in areas[0].widget().findChildren(QLabel) if lb.isVisible() and not lb.wordWrap()]
+    widest = max(labels, key=lambda lb: lb.sizeHint().width(), default=None)
+    return f"yes (widest label: {widest.text()!r})" if widest is not None else "yes"
+
+
+def _expand_advanced(dialog, expand: bool = True) -> None:
+    """Open (or fold) the dialog's collapsible *Advanced Parameters* group."""
+    from qgis.gui import QgsCollapsibleGroupBox
+    from qgis.PyQt import sip
+    from qgis.PyQt.QtWidgets import QGroupBox
+
+    for box in dialog.findChildren(QGroupBox):
+        if "Collapsible" in box.metaObject().className():
+            sip.cast(box, QgsCollapsibleGroupBox).setCollapsed(not expand)
 
 
 def _show(dialog, wrapper) -> None:
@@ -127,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     import mmlc
     from qgis import processing
     from qgis.core import QgsProject, QgsRasterLayer
-    from qgis.PyQt.QtWidgets import QLabel, QPushButton
+    from qgis.PyQt.QtWidgets import QLabel
 
     plugin = mmlc.classFactory(iface)
     plugin.initProcessing()
@@ -163,15 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             note(f"  INPUT_1 preselected: {wrappers['INPUT_1'].parameterValue()!r}")
             info = dialog.findChild(QLabel, "mmlcBandCheck")
             note(f"  band check (no inputs): {info.text() if info else 'missing'}")
-            for button in dialog.findChildren(QPushButton):
-                if "Advanced" in button.text():
-                    button.click()
+            _expand_advanced(dialog)
+            _settle(app)
+            _show(dialog, wrappers["DEVICE"])
             _settle(app)
             dialog.grab().save(str(out / "classify_advanced.png"))
             note(f"  advanced open: horizontal scroll bar: {_scrolls(dialog)}")
-            for button in dialog.findChildren(QPushButton):  # fold it again
-                if "Advanced" in button.text():
-                    button.click()
+            _expand_advanced(dialog, False)
             from qgis.core import QgsProcessingContext
 
             context = QgsProcessingContext()
@@ -188,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
             dialog.grab().save(str(out / "classify_inputs_ok.png"))
             note(f"  band check (S2 + S1): {info.text()}")
             _run(app, dialog, wrappers, context, out, note)
+        if name == "train":  # the Advanced group: VARIANT follows ARCHITECTURE, DEVICE, learning rate
+            from qgis.core import QgsProcessingContext
+
+            wrappers = dialog.mainWidget().wrappers
+            wrappers["ARCHITECTURE"].setParameterValue("das2f", QgsProcessingContext())
+            _expand_advanced(dialog)
+            _settle(app)
+            _show(dialog, wrappers["DEVICE"])
+            _settle(app)
+            dialog.grab().save(str(out / "train_advanced.png"))
+            combo = wrappers["VARIANT"].widget
+            note(f"  das2f variants offered: {[combo.itemText(i) for i in range(combo.count())]}; "
+                 f"horizontal scroll bar: {_scrolls(dialog)}")
         dialog.close()
         _settle(app, 5)
     print("\n".join(notes))

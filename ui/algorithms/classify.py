@@ -64,11 +64,11 @@ class ClassifyAlgorithm(MmlcAlgorithm):
             "Only pixels whose centre lies in a polygon are classified (the rest is nodata) and the output is "
             "cut to the polygons' extent, like Clip raster by mask layer. Any CRS; selections work."))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "TILE_SIZE", "Tile size in pixels (0 = the model's)", QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            "TILE_SIZE", "Tile size, pixels (0 = the model's)", QgsProcessingParameterNumber.Integer, 0, minValue=0),
             "Side of the tiles a segmentation model sees (window side for per-pixel models); 0 keeps the "
             "model card's (256 for the built-ins). Larger tiles: more context, more memory."))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "OVERLAP", "Tile overlap in pixels (empty = the model's)", QgsProcessingParameterNumber.Integer, None,
+            "OVERLAP", "Overlap, pixels (empty = the model's)", QgsProcessingParameterNumber.Integer, None,
             optional=True, minValue=0),
             "Pixels neighbouring tiles share; blended with a smooth ramp so no seams show. Empty keeps the "
             "model's (32 for the built-ins)."))

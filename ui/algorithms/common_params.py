@@ -94,7 +94,7 @@ def add_budget_params(alg: MmlcAlgorithm, epochs: int = 20) -> None:
         QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the network's default)", Integer, 0, minValue=0),
         "Tiles (segmentation) or pixels (per-pixel networks) per optimisation step; 0 keeps the network's "
         "recipe. Lower it if memory runs out."))
-    lr = QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate (empty = the network's default)", Double,
+    lr = QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate (empty = default)", Double,
                                       None, optional=True, minValue=0.0)
     lr.setMetadata({"widget_wrapper": {"decimals": 6}})
     alg.addParameter(advanced(lr, "Peak learning rate of the schedule; empty (or 0) keeps the network's recipe "

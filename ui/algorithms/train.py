@@ -80,11 +80,12 @@ class TrainAlgorithm(MmlcAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "TILE_SIZE", "Tile size (0 = the network's default)", Integer, 0, minValue=0),
             "Training crop side for segmentation networks; 0 keeps the network's recipe."))
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            "VALIDATION_FRACTION", "Validation fraction", Double, 0.2, minValue=0.0, maxValue=0.9),
+        fraction = QgsProcessingParameterNumber("VALIDATION_FRACTION", "Validation fraction", Double, 0.2,
+                                                minValue=0.0, maxValue=0.9)
+        fraction.setMetadata({"widget_wrapper": {"decimals": 2}})
+        self.addParameter(advanced(fraction,
             "Share of the labelled pixels held out in spatially disjoint blocks to pick the best epoch."))
-        init = QgsProcessingParameterFile("INIT_MODEL", "Initial weights (model file or pretrained backbone)",
-                                          optional=True)
+        init = QgsProcessingParameterFile("INIT_MODEL", "Initial weights (.mmlc or backbone)", optional=True)
         self.addParameter(advanced(init, "Start from an .mmlc model of the same architecture (fine-tuning) or "
                                          "a pretrained backbone checkpoint."))
         add_device_param(self)
