@@ -627,7 +627,8 @@ class ForwardTicks:
     advances a share of the running batch's units as that stage finishes; :meth:`run` returns
     what is left for the hand-over. Shares are per thread (model workers run batches side by
     side) and capped, so a module called twice or a batch retried after a GPU out-of-memory
-    error never counts more than its batch.
+    error never counts more than its batch. A cancel is honoured there too, between two stages
+    of the forward pass, rather than after the whole batch.
     """
 
     def __init__(self, steps: Steps) -> None:
@@ -652,6 +653,8 @@ class ForwardTicks:
             part = min(rec[0], rec[1])
             rec[1] -= part
             self.steps.advance(part)
+        if rec is not None:
+            check_cancel(self.steps.progress)
 
     def run(self, units: float, forward: Callable[[], Any]) -> tuple[Any, float]:
         """``forward()`` with ticks; (its result, the batch's units not advanced yet)."""

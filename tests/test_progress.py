@@ -104,3 +104,14 @@ def test_patch_run_cancels_within_the_window(tmp_path: Path, spacenet6: Path) ->
         classify(model, ins, str(tmp_path / "out.tif"), tile_size=256, batch_size=1, device="cpu", progress=progress)
     assert progress.calls <= 6 and max(progress.fractions) < 0.1
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_cancel_stops_a_dense_batch_between_network_stages(tmp_path: Path, spacenet6: Path) -> None:
+    """Cancelled once the bar has moved inside the forward pass (3rd progress call: 0, 0.05, the
+    first stage): the run stops there, before the tile is handed over, and leaves no file."""
+    model = make_dense_model(tmp_path / "fcn.mmlc", tile=256, overlap=32)
+    progress = CallbackProgress(cancel_after=3)
+    with pytest.raises(Cancelled):
+        classify(model, [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")],
+                 str(tmp_path / "out.tif"), device="cpu", progress=progress)
+    assert progress.fractions == pytest.approx([0.0, 0.05, 0.5]) and not (tmp_path / "out.tif").exists()
