@@ -7,6 +7,17 @@ from processing.gui.wrappers import DIALOG_STANDARD, WidgetWrapper, dialogTypes
 from qgis.gui import QgsGui
 
 
+def is_optional(param: Any) -> bool:
+    """Whether a parameter is optional: ``Qgis.ProcessingParameterFlag.Optional`` (3.36+, QGIS 4),
+    else the scoped ``QgsProcessingParameterDefinition.Flag.FlagOptional`` of 3.22-3.34."""
+    from qgis.core import Qgis, QgsProcessingParameterDefinition
+
+    flags = getattr(Qgis, "ProcessingParameterFlag", None)
+    flag = flags.Optional if flags is not None and hasattr(flags, "Optional") else \
+        QgsProcessingParameterDefinition.Flag.FlagOptional
+    return bool(param.flags() & flag)
+
+
 class StandardDialogWrapper(WidgetWrapper):
     """Base of mmlc's widget wrappers.
 

@@ -5,7 +5,7 @@ from typing import Any, Optional, Sequence
 
 from qgis.PyQt.QtWidgets import QComboBox, QSizePolicy
 
-from .base import StandardDialogWrapper
+from .base import StandardDialogWrapper, is_optional
 
 
 class LabelledChoiceWrapper(StandardDialogWrapper):
@@ -32,7 +32,7 @@ class LabelledChoiceWrapper(StandardDialogWrapper):
         current = combo.currentData() if combo.count() else None
         combo.blockSignals(True)
         combo.clear()
-        if self.parameterDefinition().flags() & self.parameterDefinition().FlagOptional:
+        if is_optional(self.parameterDefinition()):
             combo.addItem(self.labels.get("", "default"), None)
         for v in values:
             combo.addItem(self.labels.get(v, v), v)

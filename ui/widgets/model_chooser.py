@@ -231,5 +231,5 @@ class ModelChooserWrapper(StandardDialogWrapper):
             from qgis.core import Qgis
 
             self.bar_item = bar.createMessage("Inputs vs model", text)
-            self.bar_item.setLevel(Qgis.Warning)
+            self.bar_item.setLevel(Qgis.MessageLevel.Warning)
             bar.pushItem(self.bar_item)
