@@ -638,9 +638,19 @@ class ForwardTicks:
         self.stages = 0
 
     def attach(self, model: Any) -> None:
-        children = list(model.children()) if hasattr(model, "children") else []
-        self.stages = len(children)
-        self.handles = [c.register_forward_hook(self._tick) for c in children]
+        """Hook the network's stages: its top-level modules, and the members of its top-level
+        ModuleLists/ModuleDicts (e.g. ASANet's per-level fusion modules), which are called one by
+        one (a container itself is never called)."""
+        import torch
+
+        stages = []
+        for child in (model.children() if hasattr(model, "children") else []):
+            if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+                stages += list(child.children())
+            else:
+                stages.append(child)
+        self.stages = len(stages)
+        self.handles = [m.register_forward_hook(self._tick) for m in stages]
 
     def detach(self) -> None:
         for h in self.handles:
