@@ -768,6 +768,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
     steps = Steps(progress, grid.width * grid.height, "pixels", start=LOADED, end=0.95, begin=False)  # moves per patch batch, not per window
+    ticks = ForwardTicks(steps)  # and inside each batch's forward pass
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
                      normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
@@ -792,18 +793,21 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                     chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
                     sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
                     batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous() for v in views]
-                    out = runner(batch)
+                    part = w.rows * w.cols * min(chunk, ri.size - s) / ri.size
+                    out, left = ticks.run(part, lambda: runner(batch))
                     _check_logits(out, (card.num_classes,), card)
                     probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
-                    part = w.rows * w.cols * min(chunk, ri.size - s) / ri.size
-                    steps.advance(part)
+                    steps.advance(left)
                     units -= part
                     s += chunk
         check_cancel(progress)
         return max(units, 0.0), (w.i, w.j, probs, valid)
 
-    return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, steps,
-                  progress, background, 1 if workers is None else workers)
+    try:
+        return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, steps,
+                      progress, background, 1 if workers is None else workers, on_ready=ticks.attach)
+    finally:
+        ticks.detach()
 
 
 def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,

@@ -64,8 +64,10 @@ def test_patch_progress_moves_within_one_window_and_logs_an_estimate(tmp_path: P
     classify(model, ins, str(tmp_path / "out.tif"), tile_size=256, batch_size=1, device="cpu", progress=progress)
     f = progress.fractions
     assert f[0] == 0.0 and f[-1] == 1.0 and f == sorted(f)
-    inside = [x for x in f if 0.0 < x < 0.95]
-    assert len(inside) >= 80  # 22,500 patches / 256 per forward = 88 batches
+    inside = [x for x in f if 0.05 < x < 0.95]
+    # 22,500 patches / 256 per forward = 88 batches, each in 3 steps: TinyPatchNet's two heads
+    # (the members of its ModuleList) and the hand-over
+    assert len(inside) >= 3 * 87
     assert any("of the pixels done" in m and "left" in m for m in progress.messages)
 
 
