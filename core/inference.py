@@ -638,15 +638,17 @@ class ForwardTicks:
         self.stages = 0
 
     def attach(self, model: Any) -> None:
-        """Hook the network's stages: its top-level modules, and the members of its top-level
-        ModuleLists/ModuleDicts (e.g. ASANet's per-level fusion modules), which are called one by
-        one (a container itself is never called)."""
+        """Hook the network's stages: its top-level modules and, for its top-level
+        ModuleLists/ModuleDicts (a container itself is never called), the blocks of each member
+        (ASANet's per-level fusion modules; DAS2F's stage = its MS, PAN and cross blocks, where
+        nearly all of its time goes)."""
         import torch
 
         stages = []
         for child in (model.children() if hasattr(model, "children") else []):
             if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)):
-                stages += list(child.children())
+                for member in child.children():
+                    stages += list(member.children()) or [member]
             else:
                 stages.append(child)
         self.stages = len(stages)
