@@ -664,7 +664,7 @@ class ForwardTicks:
         if rec is not None and rec[1] > 0:
             part = min(rec[0], rec[1])
             rec[1] -= part
-            self.steps.advance(part)
+            self.steps.advance(part, settle=False)
         if rec is not None:
             check_cancel(self.steps.progress)
 

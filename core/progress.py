@@ -104,7 +104,8 @@ class Steps:
     (linear in the units done so far); the bar is set to ``start`` at once (or at :meth:`begin`
     with ``begin=False``, e.g. once the network is loaded, which then does not count in the
     estimate), so a dialog never shows a busy bar while the first unit is computed. ``clock`` is
-    for tests.
+    for tests. ``advance(n, settle=False)`` moves the bar without feeding the estimate: steps
+    inside a batch (network stages) cost unevenly, so the estimate uses whole batches only.
     """
 
     FIRST_LOG_S: float = 3.0
@@ -119,12 +120,14 @@ class Steps:
         self.log_every_s = self.LOG_EVERY_S if log_every_s is None else log_every_s
         self.clock = clock or time.perf_counter
         self.done = 0.0
+        self.settled = 0.0  # ``done`` at the last settled advance, and when that was
+        self.t_settled = 0.0
         self._lock = threading.Lock()
         self._last = start
         self.begin() if begin else self._restart()
 
     def _restart(self) -> None:
-        self.t0 = self.clock()
+        self.t0 = self.t_settled = self.clock()
         self._next_log = self.t0 + self.first_log_s
 
     def begin(self) -> None:
@@ -136,7 +139,7 @@ class Steps:
     def fraction(self) -> float:
         return min(self.done / self.total, 1.0)
 
-    def advance(self, units: float) -> None:
+    def advance(self, units: float, settle: bool = True) -> None:
         if units <= 0:
             return
         with self._lock:
@@ -145,7 +148,9 @@ class Steps:
             self._last = frac
             now = self.clock()
             message = None
-            if now >= self._next_log and self.done < self.total:
+            if settle:
+                self.settled, self.t_settled = self.done, now
+            if settle and now >= self._next_log and self.done < self.total:
                 self._next_log = now + self.log_every_s
                 message = self.estimate(now)
             self.progress.set_fraction(frac)  # under the lock: threads never set it backwards
@@ -153,10 +158,12 @@ class Steps:
             self.progress.info(message)
 
     def estimate(self, now: Optional[float] = None) -> str:
-        """``37 % of the tiles done in 12 s, about 20 s left``."""
+        """``37 % of the tiles done in 12 s, about 20 s left`` (the rate of the settled units)."""
         now = self.clock() if now is None else now
         elapsed = now - self.t0
         f = self.fraction
-        left = elapsed * (1.0 - f) / f if f > 0 else float("nan")
-        tail = f", about {format_duration(left)} left" if f > 0 else ""
+        s = min(self.settled / self.total, 1.0)
+        span = self.t_settled - self.t0
+        left = max(span * (1.0 - s) / s - (now - self.t_settled), 0.0) if s > 0 else float("nan")
+        tail = f", about {format_duration(left)} left" if s > 0 else ""
         return f"{100 * f:.0f} % of the {self.what} done in {format_duration(elapsed)}{tail}"

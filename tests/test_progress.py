@@ -117,3 +117,16 @@ def test_a_cancel_stops_a_dense_batch_between_network_stages(tmp_path: Path, spa
         classify(model, [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")],
                  str(tmp_path / "out.tif"), device="cpu", progress=progress)
     assert progress.fractions == pytest.approx([0.0, 0.05, 0.5]) and not (tmp_path / "out.tif").exists()
+
+
+def test_the_estimate_uses_whole_batches_not_steps_inside_them() -> None:
+    """A fast first network stage must not make the estimate promise the end too early."""
+    clock = FakeClock()
+    progress = CallbackProgress()
+    steps = Steps(progress, 4, "tiles", first_log_s=0, log_every_s=0, clock=clock)
+    clock.t += 1.0
+    steps.advance(0.5, settle=False)  # a stage inside the first tile: moves the bar, logs nothing
+    assert progress.fractions[-1] == pytest.approx(0.125) and progress.messages == []
+    clock.t += 9.0
+    steps.advance(0.5)  # the tile is handed over: 1 of 4 tiles in 10 s
+    assert progress.messages == ["25 % of the tiles done in 10 s, about 30 s left"]
