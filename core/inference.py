@@ -40,7 +40,7 @@ from .labels import LabelSource
 from .modelfile import ModelCard
 from .normalize import model_input
 from .patches import halo_for
-from .progress import NullProgress, Progress, check_cancel
+from .progress import NullProgress, Progress, Steps, check_cancel
 
 #: A sink receives finished rectangles: (row0, col0, probabilities (K, h, w) float32, valid (h, w)).
 #: The rectangles are disjoint and together cover the grid once; the arrays are valid only
@@ -614,6 +614,74 @@ class Runner:
         return probs
 
 
+# --- progress inside a forward pass ----------------------------------------------------
+#: Share of the bar for loading the network (its modules and weights), before the first batch.
+LOADED: float = 0.05
+
+
+class ForwardTicks:
+    """Moves the bar while a batch is inside the network, for rasters of few tiles (one 256 x 256
+    tile of ASANet is a few seconds on a CPU: the bar used to jump from 0 to 100).
+
+    A forward hook on each top-level child module of the network (encoders, fusion, decoder...)
+    advances a share of the running batch's units as that stage finishes; :meth:`run` returns
+    what is left for the hand-over. Shares are per thread (model workers run batches side by
+    side) and capped, so a module called twice or a batch retried after a GPU out-of-memory
+    error never counts more than its batch. A cancel is honoured there too, between two stages
+    of the forward pass, rather than after the whole batch.
+    """
+
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.local = threading.local()
+        self.handles: list = []
+        self.stages = 0
+
+    def attach(self, model: Any) -> None:
+        """Hook the network's stages: its top-level modules and, for its top-level
+        ModuleLists/ModuleDicts (a container itself is never called), the blocks of each member
+        (ASANet's per-level fusion modules; DAS2F's stage = its MS, PAN and cross blocks, where
+        nearly all of its time goes)."""
+        import torch
+
+        stages = []
+        for child in (model.children() if hasattr(model, "children") else []):
+            if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+                for member in child.children():
+                    stages += list(member.children()) or [member]
+            else:
+                stages.append(child)
+        self.stages = len(stages)
+        self.handles = [m.register_forward_hook(self._tick) for m in stages]
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def _tick(self, *_: Any) -> None:
+        rec = getattr(self.local, "rec", None)
+        if rec is not None and rec[1] > 0:
+            part = min(rec[0], rec[1])
+            rec[1] -= part
+            self.steps.advance(part, settle=False)
+        if rec is not None:
+            check_cancel(self.steps.progress)
+
+    def run(self, units: float, forward: Callable[[], Any]) -> tuple[Any, float]:
+        """``forward()`` with ticks; (its result, the batch's units not advanced yet)."""
+        if not self.stages:
+            return forward(), units
+        share = units * self.stages / (self.stages + 1)
+        rec = [share / self.stages, share]
+        self.local.rec = rec
+        try:
+            out = forward()
+        finally:
+            self.local.rec = None
+        return out, units - (share - rec[1])
+
+
 # --- the two paths ---------------------------------------------------------------------
 @dataclass
 class InferenceStats:
@@ -653,6 +721,8 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     windows = [Window(r, c, tile, tile, 0, i, j) for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
+    steps = Steps(progress, len(windows), "tiles", start=LOADED, end=0.95, begin=False)
+    ticks = ForwardTicks(steps)
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
                      threaded=background, normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
@@ -664,12 +734,16 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
             with torch.inference_mode():
                 xs = to_model_inputs(item, card.modalities, runner.device,
                                      None if len(keep) == len(item.windows) else keep)
-            probs = runner(xs)
+            probs, left = ticks.run(len(item.windows), lambda: runner(xs))
             _check_logits(probs, (card.num_classes, tile, tile), card)
+            return left, ([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
         return len(item.windows), ([(w.i, w.j) for w in item.windows], probs, keep, item.valids)
 
-    return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, len(windows),
-                  progress, background, workers)
+    try:
+        return _drive(pre, runner, _stage(blender.add_batch, background), blender, compute, stats, steps,
+                      progress, background, workers, on_ready=ticks.attach)
+    finally:
+        ticks.detach()
 
 
 def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
@@ -695,12 +769,15 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
+    steps = Steps(progress, grid.width * grid.height, "pixels", start=LOADED, end=0.95, begin=False)  # moves per patch batch, not per window
+    ticks = ForwardTicks(steps)  # and inside each batch's forward pass
     pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
                      normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
 
     def compute(item: ReadBatch) -> tuple:  # on a model worker
         w, valid = item.windows[0], item.valids[0]
         ri, ci = np.nonzero(valid)
+        units = float(w.rows * w.cols)  # this window's share of the bar, handed out per patch batch
         probs = None
         if ri.size:
             probs = np.zeros((card.num_classes, w.rows, w.cols), np.float32)
@@ -718,49 +795,60 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
                     chunk = runner.batch  # patches per forward (may be lowered on CUDA OOM)
                     sel_r, sel_c = ri_t[s:s + chunk], ci_t[s:s + chunk]
                     batch = [v[:, sel_r, sel_c].permute(1, 0, 2, 3).contiguous() for v in views]
-                    out = runner(batch)
+                    part = w.rows * w.cols * min(chunk, ri.size - s) / ri.size
+                    out, left = ticks.run(part, lambda: runner(batch))
                     _check_logits(out, (card.num_classes,), card)
                     probs[:, ri[s:s + chunk], ci[s:s + chunk]] = out.T
+                    steps.advance(left)
+                    units -= part
                     s += chunk
         check_cancel(progress)
-        return 1, (w.i, w.j, probs, valid)
+        return max(units, 0.0), (w.i, w.j, probs, valid)
 
-    return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, len(windows),
-                  progress, background, 1 if workers is None else workers)
+    try:
+        return _drive(pre, runner, _stage(blender.add, background), blender, compute, stats, steps,
+                      progress, background, 1 if workers is None else workers, on_ready=ticks.attach)
+    finally:
+        ticks.detach()
 
 
 def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
-           compute: Callable[[ReadBatch], tuple[int, tuple]],
-           stats: InferenceStats, total: int, progress: Progress, background: bool,
-           workers: Optional[int]) -> InferenceStats:
-    """Run ``compute`` (read batch -> (windows done, the stage's arguments)) on every batch the reader delivers,
+           compute: Callable[[ReadBatch], tuple[float, tuple]],
+           stats: InferenceStats, steps: Steps, progress: Progress, background: bool,
+           workers: Optional[int], on_ready: Optional[Callable[[Any], None]] = None) -> InferenceStats:
+    """Run ``compute`` (read batch -> (progress units done and not yet reported to ``steps``, the
+    stage's arguments)) on every batch the reader delivers,
     on the model workers, and hand the results to ``stage`` in order; start and stop all threads
     together.
 
     The network is built while the reader fills its first batches. On success the writer is
     drained (its errors raised); on any error or cancel the steps not started are dropped, the
     writer drops what is queued and stops, and the reader stops in every case, so no thread
-    outlives the run (and torch's thread count is the caller's again).
+    outlives the run (and torch's thread count is the caller's again). The bar stands at 0 while
+    the network loads and at ``steps.start`` once it has (``on_ready`` gets the network then).
     """
     import torch
 
     threads = torch.get_num_threads()
     n = 1 if not background else (cpu_workers(runner.device, threads) if workers is None else max(int(workers), 1))
     pool = None
-    done = 0
     trim = heap.Trimmer()
 
     def hand_over(results: list) -> None:
-        nonlocal done
-        for count, args in results:
+        for units, args in results:
             stage(*args)
             trim()  # free pages scattered over the threads' arenas go back when they pile up
-            done += count
-            progress.set_fraction(done / total)
+            steps.advance(units)
 
     try:
+        progress.set_fraction(0.0)
         pre.start()
+        t0 = time.perf_counter()
         runner.start()
+        progress.info(f"network ready in {time.perf_counter() - t0:.1f} s")
+        if on_ready is not None:
+            on_ready(runner.model)
+        steps.begin()
         pool = ModelWorkers(n, threads // n)
         for item in pre:
             hand_over(pool.submit(compute, item))

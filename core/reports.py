@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -171,30 +172,90 @@ def confusion_png(cm: np.ndarray, names: Sequence[str]) -> Optional[bytes]:
     return _png(fig)
 
 
-def curves_png(history: Sequence[Mapping[str, float]]) -> list[tuple[str, bytes]]:
-    """One plot of every key containing "loss", one of every other numeric key, per epoch."""
-    keys = _history_keys(history)
-    series = [k for k in keys if k != "epoch"]
-    groups = [("losses", [k for k in series if "loss" in k.lower()]),
-              ("metrics and other logged values", [k for k in series if "loss" not in k.lower()])]
-    out: list[tuple[str, bytes]] = []
-    x = [float(h.get("epoch", i + 1)) for i, h in enumerate(history)]
-    for title, ks in groups:
-        if not ks:
+_SCORE_WORDS = frozenset({"accuracy", "acc", "oa", "aa", "miou", "iou", "kappa", "f1", "precision", "recall"})
+
+
+#: One colour per curve across both axes of the loss/score chart (matplotlib's tab10 order).
+_CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf")
+
+
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    return [float(h[key]) if key in h and h[key] is not None else math.nan for h in history]
+
+
+def split_curves(history: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    """(losses, scores, others) among the history's keys: losses contain "loss"; scores are
+    accuracy-like names (accuracy, mIoU, kappa, F1...) whose values lie in [-1, 1]; everything
+    else (learning rate, seconds, imbalance factors...) has a scale of its own."""
+    losses, scores, others = [], [], []
+    for k in _history_keys(history):
+        if k == "epoch":
             continue
-        fig = _figure(7.0, 3.6)
+        vals = [v for v in _series(history, k) if math.isfinite(v)]
+        name = k.lower()
+        if "loss" in name:
+            losses.append(k)
+        elif _SCORE_WORDS & set(re.split(r"[^a-z0-9]+", name)) and vals and min(vals) >= -1.0 and max(vals) <= 1.0:
+            scores.append(k)
+        else:
+            others.append(k)
+    return losses, scores, others
+
+
+def curves_figures(history: Sequence[Mapping[str, float]]) -> list[tuple[str, Any]]:
+    """The training curves as matplotlib figures (empty without matplotlib):
+
+    1. losses on the left y axis and accuracy-like scores (0-1) on a second, right y axis of the
+       same epochs (a loss of 2.3 and an accuracy of 0.8 each keep a readable scale);
+    2. every other logged value (learning rate, seconds per epoch...) in a panel of its own.
+    """
+    losses, scores, others = split_curves(history)
+    x = [float(h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    marker = "o" if len(x) < 30 else None
+    out: list[tuple[str, Any]] = []
+    if losses or scores:
+        fig = _figure(7.5, 3.8)
         if fig is None:
             return []
         ax = fig.add_subplot(1, 1, 1)
-        for k in ks:
-            y = [float(h[k]) if k in h and h[k] is not None else math.nan for h in history]
-            ax.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=k)
+        colours = iter(_CURVE_COLOURS * (1 + (len(losses) + len(scores)) // len(_CURVE_COLOURS)))
+        handles = []
+        for k in losses:
+            handles += ax.plot(x, _series(history, k), marker=marker, markersize=3, label=k, color=next(colours))
         ax.set_xlabel("epoch")
-        ax.set_title(title)
+        ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-        out.append((title, _png(fig)))
+        if scores:
+            right = ax.twinx()
+            for k in scores:
+                handles += right.plot(x, _series(history, k), marker=marker, markersize=3, linestyle="--", label=k,
+                                      color=next(colours))
+            low = min([0.0] + [v for k in scores for v in _series(history, k) if math.isfinite(v)])
+            right.set_ylim(low, 1.0)
+            right.set_ylabel("accuracy / score (0-1)")
+        ax.set_title("loss (left axis, solid) and validation scores (right axis, dashed)")
+        ax.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=min(4, len(handles)), frameon=False)
+        out.append(("loss (left axis) and accuracy (right axis)", fig))
+    if others:
+        fig = _figure(7.5, 1.9 * len(others))
+        if fig is None:
+            return out
+        for i, k in enumerate(others):
+            ax = fig.add_subplot(len(others), 1, i + 1)
+            ax.plot(x, _series(history, k), marker=marker, markersize=3, color="#555555")
+            ax.set_ylabel(k, fontsize=8)
+            ax.grid(alpha=0.3)
+            if i == len(others) - 1:
+                ax.set_xlabel("epoch")
+        out.append(("other logged values, one axis each", fig))
     return out
+
+
+def curves_png(history: Sequence[Mapping[str, float]]) -> list[tuple[str, bytes]]:
+    """The figures of :func:`curves_figures` as PNGs."""
+    return [(title, _png(fig)) for title, fig in curves_figures(history)]
 
 
 def _history_keys(history: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -22,7 +22,7 @@ from test_inference import CLASSES3, make_dense_model
 
 PARAMETER_IDS = {
     "mmlc:classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "MASK", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
-                      "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR"],
+                      "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR", "OUTPUT_AREAS"],
     "mmlc:train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "CLASSES",
                    "EPOCHS",
                    "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL", "DEVICE",

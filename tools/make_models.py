@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.distill import distill
     from ..core.progress import NullProgress
     from ..core.training import train
+    from .card_bands import BUILTIN_INPUTS, annotate
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", nargs="*", help="asanet das2f prsanet hfdnet")
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         fn()
         path = OUT / f"{name}.mmlc"
         compress(path, storage)
+        if name in BUILTIN_INPUTS:  # band names and expected inputs on the card
+            annotate(path, BUILTIN_INPUTS[name])
         print(f"[ok] {name}: {time.perf_counter() - t0:.0f} s, {path.stat().st_size / 1e6:.1f} MB -> {path}")
         done.append(name)
 

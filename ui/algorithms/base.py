@@ -55,8 +55,9 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         return self.HELP
 
     def helpUrl(self) -> str:  # noqa: N802
-        """The algorithm's page in the docs shipped with the plugin."""
-        page = os.path.join(PLUGIN_DIR, "docs", f"{self.NAME}.md")
+        """The algorithm's page in the docs shipped with the plugin, rendered as HTML
+        (docs/html/, made from docs/*.md by tools/docs_html.py) for the dialog's Help button."""
+        page = os.path.join(PLUGIN_DIR, "docs", "html", f"{self.NAME}.html")
         return QUrl.fromLocalFile(page).toString() if os.path.exists(page) else ""
 
     def icon(self) -> QIcon:
@@ -84,8 +85,12 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         if missing:
             deps.offer_install()  # in the desktop, the install dialog opens (main thread)
             raise QgsProcessingException(deps.install_instructions())
+        import sys
+
         from ...core.errors import Cancelled, MmlcError, NetworkError
 
+        if "torch" not in sys.modules:  # the first run of a session: seconds with a busy bar otherwise unexplained
+            feedback.pushInfo("starting PyTorch (the first run in a QGIS session takes a few seconds longer)")
         try:
             return fn(progress=FeedbackProgress(feedback), **kwargs)
         except Cancelled as e:

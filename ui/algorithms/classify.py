@@ -3,18 +3,20 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingException,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
 )
 
 from ..styling import ClassStylePostProcessor
 from .base import DEVICE_HELP, MmlcAlgorithm
+from .common_params import add_device_param, advanced, device_value, helped, widget_class
 
 
 class ClassifyAlgorithm(MmlcAlgorithm):
@@ -33,35 +35,79 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         "<p><b>Mask layer</b>: polygons (any CRS); only pixels whose centre lies inside are classified, "
         "the rest is nodata, and the output is cut to the polygons' extent (like <i>Clip raster by mask "
         "layer</i>). A raster mask (non-zero = inside) works from <code>python -m mmlc</code>.</p>"
-        "<p><b>Tile size</b> 0 = the model's default; <b>overlap</b> in pixels, blended without seams. "
-        f"<b>Device</b>: {DEVICE_HELP}.</p>"
+        "<p><b>Advanced parameters</b>: tile size (0 = the model's), overlap in pixels (blended without "
+        f"seams), batch size, <b>device</b>: {DEVICE_HELP}.</p>"
+        "<p>The log ends with the <b>class areas</b> (pixels, hectares, share of the classified pixels; "
+        "hectares measured on the ellipsoid for geographic CRSs); <b>Class areas table</b> also writes "
+        "them as CSV.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        model = QgsProcessingParameterFile("MODEL", "Model file or built-in model name", defaultValue="asanet-demo")
+        model = QgsProcessingParameterFile("MODEL", "Model (built-in or .mmlc file)", defaultValue="asanet-demo")
         model.setFileFilter("mmlc model files (*.mmlc);;Built-in model name or any file (*)")
-        self.addParameter(model)
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / SAR-only models' SAR)"))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",
-                                                            optional=True))
-        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: all of input 1)", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "MASK", "Mask layer: classify only inside these polygons (output cut to their extent)",
-            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
-                                                       QgsProcessingParameterNumber.Type.Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels (empty = model default)",
-                                                       QgsProcessingParameterNumber.Type.Integer, None, optional=True,
-                                                       minValue=0))
-        self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the default, 4)",
-                                                       QgsProcessingParameterNumber.Type.Integer, 4, minValue=0))
-        self.addParameter(QgsProcessingParameterString("DEVICE", "Device", defaultValue="auto"))
+        model.setMetadata({"widget_wrapper": {"class": widget_class("model_chooser.ModelChooserWrapper")}})
+        self.addParameter(helped(model, "A built-in model name (asanet-demo, das2f-demo, prsanet-demo, hfdnet-demo) "
+                                        "or the path of an .mmlc file from Train or Distill. The panel below the "
+                                        "chooser lists the inputs, bands and classes the model expects."))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (see the model's first input)"),
+                                 "The model's first input, bands in the model's order: ASANet optical, DAS2F "
+                                 "multispectral, PRSANet first modality, HFD-Net SAR. The output has its grid."))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (the model's second input)",
+                                                                   optional=True),
+                                 "ASANet SAR (dB), DAS2F panchromatic (4x finer), PRSANet second modality; empty "
+                                 "for HFD-Net. Read on Input 1's grid on the fly (any CRS/resolution)."))
+        self.addParameter(helped(QgsProcessingParameterExtent("EXTENT", "Extent (default: all of Input 1)",
+                                                              optional=True),
+                                 "Classify only this rectangle, snapped outward to Input 1's pixels."))
+        self.addParameter(helped(QgsProcessingParameterFeatureSource(
+            "MASK", "Mask polygons (classify only inside)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True),
+            "Only pixels whose centre lies in a polygon are classified (the rest is nodata) and the output is "
+            "cut to the polygons' extent, like Clip raster by mask layer. Any CRS; selections work."))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "TILE_SIZE", "Tile size, pixels (0 = the model's)", QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
+            "Side of the tiles a segmentation model sees (window side for per-pixel models); 0 keeps the "
+            "model card's (256 for the built-ins). Larger tiles: more context, more memory."))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "OVERLAP", "Overlap, pixels (empty = the model's)", QgsProcessingParameterNumber.Type.Integer, None,
+            optional=True, minValue=0),
+            "Pixels neighbouring tiles share; blended with a smooth ramp so no seams show. Empty keeps the "
+            "model's (32 for the built-ins)."))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "BATCH_SIZE", "Batch size (0 = the default, 4)", QgsProcessingParameterNumber.Type.Integer, 4, minValue=0),
+            "Tiles (or units of 256 patches) per forward pass; halved automatically when a GPU runs out of memory."))
+        add_device_param(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Land cover"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFIDENCE", "Confidence",
                                                                   optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_VECTOR", "Land cover polygons",
                                                                   QgsProcessing.SourceType.TypeVectorPolygon,
                                                                   optional=True, createByDefault=False))
+        self.addParameter(helped(QgsProcessingParameterFileDestination(
+            "OUTPUT_AREAS", "Class areas table", "CSV files (*.csv)", optional=True, createByDefault=False),
+            "CSV of class value, name, colour, pixels, hectares and share; the same table is always in the log."))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Before running: the model can be read and the inputs' band counts fit it (no torch needed)."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        from ...core.builtin import resolve_model
+        from ...core.cardinfo import read_card_light
+        from ...core.errors import MmlcError
+        from ..widgets.model_info import band_check
+
+        try:
+            card = read_card_light(resolve_model(self.parameterAsString(parameters, "MODEL", context).strip()))
+        except MmlcError as e:
+            return False, f"Model: {e}"
+        counts = []
+        for key in ("INPUT_1", "INPUT_2"):
+            layer = self.parameterAsRasterLayer(parameters, key, context) if parameters.get(key) else None
+            counts.append(layer.bandCount() if layer is not None else None)
+        problems = band_check(card, counts)
+        if problems:
+            return False, "; ".join(problems) + "."
+        return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
@@ -84,6 +130,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         confidence = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context) or None
         vector = self.parameterAsOutputLayer(parameters, "OUTPUT_VECTOR", context) or None
+        areas_csv = self.parameterAsFileOutput(parameters, "OUTPUT_AREAS", context) or None
         result = self.call_core(
             api.classify, feedback,
             model=self.parameterAsString(parameters, "MODEL", context).strip(),
@@ -92,7 +139,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
             overlap=self.parameterAsInt(parameters, "OVERLAP", context) if parameters.get("OVERLAP") is not None
             else None,
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            device=self.parameterAsString(parameters, "DEVICE", context) or "auto",
+            device=device_value(self, parameters, context),
         )
         classes = list(result.classes)
         self.keep_post_processor(context, output, ClassStylePostProcessor("classes", classes))
@@ -103,4 +150,33 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         if vector:
             self.keep_post_processor(context, vector, ClassStylePostProcessor("polygons", classes))
             results["OUTPUT_VECTOR"] = vector
+        table = self.report_areas(result, feedback)
+        if areas_csv and table is not None:
+            from ...core.areas import write_area_csv
+            from ...core.errors import MmlcError
+
+            try:
+                write_area_csv(areas_csv, table)
+            except MmlcError as e:
+                raise QgsProcessingException(str(e)) from e
+            results["OUTPUT_AREAS"] = areas_csv
         return results
+
+    @staticmethod
+    def report_areas(result, feedback):
+        """Log the class area table (pixels, hectares, share) and the run's speed; return it."""
+        from ...core.areas import area_lines, class_areas
+        from ...core.errors import MmlcError
+        from ...core.progress import format_duration
+
+        feedback.pushInfo(f"classified {result.valid_pixels:,} of {result.pixels:,} pixels in "
+                          f"{format_duration(result.seconds)} on {result.device} ({result.tiles} tiles/windows)")
+        try:
+            table = class_areas(result.output, result.classes, result.class_pixels)
+        except MmlcError as e:
+            feedback.reportError(f"class areas not computed: {e}", False)
+            return None
+        feedback.pushInfo("Class areas:")
+        for line in area_lines(table):  # no-break spaces: the dialog's HTML log keeps the columns
+            feedback.pushCommandInfo(line.replace(" ", "\u00a0"))
+        return table

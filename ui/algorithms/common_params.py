@@ -1,8 +1,13 @@
-"""Parameter definitions shared by train and distill (labels, budget, device, outputs)."""
+"""Parameter definitions shared by the algorithms (labels, budget, device, outputs) and the
+helpers that make a dialog guide: *Advanced* flags, per-parameter help, dropdowns."""
 from __future__ import annotations
+
+from typing import Any, Optional, TypeVar
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -15,6 +20,60 @@ from .base import DEVICE_HELP, MmlcAlgorithm
 
 Integer = QgsProcessingParameterNumber.Type.Integer
 Double = QgsProcessingParameterNumber.Type.Double
+P = TypeVar("P", bound=QgsProcessingParameterDefinition)
+
+
+def _advanced_flag() -> Any:
+    """The *Advanced* parameter flag: ``Qgis.ProcessingParameterFlag.Advanced`` (3.36+, the only
+    spelling QGIS 4 keeps), else the scoped ``QgsProcessingParameterDefinition.Flag.FlagAdvanced``
+    of QGIS 3.22-3.34."""
+    from qgis.core import Qgis
+
+    flags = getattr(Qgis, "ProcessingParameterFlag", None)
+    if flags is not None and hasattr(flags, "Advanced"):
+        return flags.Advanced
+    return QgsProcessingParameterDefinition.Flag.FlagAdvanced
+
+
+ADVANCED = _advanced_flag()
+
+
+def advanced(param: P, help_text: Optional[str] = None) -> P:
+    """Mark ``param`` Advanced (folded under *Advanced parameters* in the dialog) with help."""
+    param.setFlags(param.flags() | ADVANCED)
+    return helped(param, help_text)
+
+
+def helped(param: P, help_text: Optional[str]) -> P:
+    """Give ``param`` its help text (tooltip in the dialog, ``qgis_process help``)."""
+    if help_text:
+        param.setHelp(help_text)
+    return param
+
+
+def is_advanced(param: QgsProcessingParameterDefinition) -> bool:
+    return bool(param.flags() & ADVANCED)
+
+
+def choice_param(name: str, description: str, choices: list[tuple[str, str]], default: Optional[str],
+                 optional: bool = False, wrapper: Optional[str] = None,
+                 **wrapper_args: Any) -> QgsProcessingParameterEnum:
+    """An enum of static strings (the value passed around is the string, so plain strings from
+    ``processing.run`` and old models keep working) shown with labels in the standard dialog."""
+    param = QgsProcessingParameterEnum(name, description, [v for v, _ in choices], defaultValue=default,
+                                       optional=optional)
+    param.setUsesStaticStrings(True)
+    param.setMetadata({"widget_wrapper": {"class": widget_class(wrapper or "choice.LabelledChoiceWrapper"),
+                                          "labels": dict(choices), **wrapper_args}})
+    return param
+
+
+def widget_class(name: str) -> str:
+    """Dotted path of a wrapper in ``ui/widgets`` (``"choice.LabelledChoiceWrapper"``) for the
+    ``widget_wrapper`` metadata. A path, not the class: the widgets import Processing's Python
+    GUI, which headless hosts (a bare PyQGIS script, some qgis_process setups) do not have; the
+    dialog imports it when it builds the widget."""
+    return f"{__package__.rsplit('.', 1)[0]}.widgets.{name}"
 
 
 def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "Labels") -> None:
@@ -78,26 +137,58 @@ def check_label_params(parameters: dict, context, layer_id: str = "LABELS",
 
 
 def add_budget_params(alg: MmlcAlgorithm, epochs: int = 20) -> None:
-    alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs (0 = the network's default)", Integer, epochs,
-                                                  minValue=0))
-    alg.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the network's default)",
-                                                  Integer, 0, minValue=0))
-    alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate (0 = the network's default)",
-                                                  Double, 0.0, minValue=0.0))
+    """EPOCHS; BATCH_SIZE (0 = the network's recipe) and LEARNING_RATE (empty or 0 = the recipe),
+    both Advanced. LEARNING_RATE is optional without a default, so the dialog shows it empty
+    rather than "0.000000"; 0 from older scripts and models still means the recipe's rate."""
+    alg.addParameter(helped(QgsProcessingParameterNumber("EPOCHS", "Epochs (0 = the network's default)", Integer, epochs,
+                                                         minValue=0),
+                            "Passes over the training tiles/pixels; the best epoch on the validation blocks is kept."))
+    alg.addParameter(advanced(
+        QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the network's default)", Integer, 0, minValue=0),
+        "Tiles (segmentation) or pixels (per-pixel networks) per optimisation step; 0 keeps the network's "
+        "recipe. Lower it if memory runs out."))
+    lr = QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate (empty = default)", Double,
+                                      None, optional=True, minValue=0.0)
+    lr.setMetadata({"widget_wrapper": {"decimals": 6}})
+    alg.addParameter(advanced(lr, "Peak learning rate of the schedule; empty (or 0) keeps the network's recipe "
+                                  "(e.g. 6e-5 for ASANet, 1e-3 for PRSANet)."))
+
+
+def learning_rate(alg: MmlcAlgorithm, parameters, context) -> Optional[float]:
+    """LEARNING_RATE, None for empty or 0 (the network's recipe)."""
+    if parameters.get("LEARNING_RATE") in (None, ""):
+        return None
+    value = alg.parameterAsDouble(parameters, "LEARNING_RATE", context)
+    return value if value > 0 else None
+
+
+def device_choices() -> list[tuple[str, str]]:
+    from ..devices import device_choices as probe
+
+    return probe()
 
 
 def add_device_param(alg: MmlcAlgorithm) -> None:
-    p = QgsProcessingParameterString("DEVICE", "Device", defaultValue="auto")
-    p.setHelp(DEVICE_HELP) if hasattr(p, "setHelp") else None
-    alg.addParameter(p)
+    """DEVICE: a dropdown of auto, cpu and what PyTorch sees (each CUDA GPU by name); Advanced.
+    The value stays the device string the core takes (``cuda:0``)."""
+    choices = device_choices()
+    gpus = [label for value, label in choices if value.startswith("cuda:")]
+    seen = f" Seen here: {'; '.join(gpus)}." if gpus else " No GPU is seen by PyTorch here."
+    alg.addParameter(advanced(choice_param("DEVICE", "Device", choices, "auto"), DEVICE_HELP + "." + seen))
+
+
+def device_value(alg: MmlcAlgorithm, parameters, context) -> str:
+    return alg.parameterAsEnumString(parameters, "DEVICE", context) or "auto"
 
 
 def add_model_outputs(alg: MmlcAlgorithm) -> None:
+    """OUTPUT_MODEL and OUTPUT_REPORT (the HTML training report, on by default in the dialog)."""
     alg.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file",
                                                            "mmlc model files (*.mmlc)"))
-    alg.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Training report",
-                                                           "HTML files (*.html)", optional=True,
-                                                           createByDefault=False))
+    alg.addParameter(helped(QgsProcessingParameterFileDestination(
+        "OUTPUT_REPORT", "Training report", "HTML files (*.html)", optional=True, createByDefault=True),
+        "HTML report: loss and validation accuracy per epoch, per-class scores, confusion matrix, "
+        "the model card. Uncheck 'Open output file' or skip the output to leave it out."))
 
 
 def label_source(alg: MmlcAlgorithm, parameters, context, layer_id: str = "LABELS",

@@ -15,7 +15,11 @@ from .common_params import (
     add_label_params,
     add_model_outputs,
     check_label_params,
+    advanced,
+    device_value,
+    helped,
     label_source,
+    learning_rate,
     model_output_path,
 )
 
@@ -38,15 +42,22 @@ class DistillAlgorithm(MmlcAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         teacher = QgsProcessingParameterFile("TEACHER", "Teacher model (hfdnet trained on optical)")
         teacher.setFileFilter("mmlc model files (*.mmlc)")
-        self.addParameter(teacher)
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_OPTICAL", "Optical image (teacher input)"))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_SAR", "SAR image (student input)"))
+        self.addParameter(helped(teacher, "An hfdnet .mmlc file from Train on optical images; it stays frozen."))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_OPTICAL", "Optical image (teacher input)"),
+                                 "The optical raster the teacher was trained on (same bands, same order)."))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_SAR", "SAR image (student input)"),
+                                 "The co-registered SAR raster (dB); the distilled model needs only this one."))
         add_label_params(self)
         add_budget_params(self)
-        self.addParameter(QgsProcessingParameterNumber("TEMPERATURE", "KD temperature", Double, 2.0, minValue=0.1))
-        self.addParameter(QgsProcessingParameterNumber("FEATURE_WEIGHT", "Feature loss weight", Double, 1.0,
-                                                       minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber("KD_WEIGHT", "Logit KD weight", Double, 1.0, minValue=0.0))
+        self.addParameter(advanced(
+            QgsProcessingParameterNumber("TEMPERATURE", "KD temperature", Double, 2.0, minValue=0.1),
+            "Softens teacher and student class probabilities in the logit distillation term (higher = softer)."))
+        self.addParameter(advanced(
+            QgsProcessingParameterNumber("FEATURE_WEIGHT", "Feature loss weight", Double, 1.0, minValue=0.0),
+            "Weight of the feature-imitation term (student features vs the teacher's) next to the class loss."))
+        self.addParameter(advanced(
+            QgsProcessingParameterNumber("KD_WEIGHT", "Logit KD weight", Double, 1.0, minValue=0.0),
+            "Weight of the logit distillation term (student vs teacher probabilities) next to the class loss."))
         add_device_param(self)
         add_model_outputs(self)
 
@@ -63,7 +74,7 @@ class DistillAlgorithm(MmlcAlgorithm):
         output = model_output_path(self, parameters, context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
-        lr = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
+        lr = learning_rate(self, parameters, context)
         self.call_core(
             api.distill, feedback,
             teacher=self.parameterAsFile(parameters, "TEACHER", context),
@@ -76,7 +87,7 @@ class DistillAlgorithm(MmlcAlgorithm):
             temperature=self.parameterAsDouble(parameters, "TEMPERATURE", context),
             feature_weight=self.parameterAsDouble(parameters, "FEATURE_WEIGHT", context),
             kd_weight=self.parameterAsDouble(parameters, "KD_WEIGHT", context),
-            device=self.parameterAsString(parameters, "DEVICE", context) or "auto",
+            device=device_value(self, parameters, context),
         )
         out = {"OUTPUT_MODEL": output}
         if report:

@@ -8,7 +8,7 @@ from qgis.core import (
 )
 
 from .base import MmlcAlgorithm
-from .common_params import add_label_params, check_label_params, label_source
+from .common_params import add_label_params, check_label_params, helped, label_source
 
 
 class EvaluateAlgorithm(MmlcAlgorithm):
@@ -24,12 +24,15 @@ class EvaluateAlgorithm(MmlcAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Classified raster"))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("PREDICTION", "Classified raster"),
+                                 "A class raster, e.g. the Land cover output of Classify; 0/nodata is ignored."))
         add_label_params(self, "REFERENCE", "Reference labels")
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Accuracy report",
-                                                                "HTML files (*.html)", optional=True))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_TABLE", "Confusion matrix",
-                                                                "CSV files (*.csv)", optional=True))
+        self.addParameter(helped(QgsProcessingParameterFileDestination(
+            "OUTPUT_REPORT", "Accuracy report", "HTML files (*.html)", optional=True),
+            "HTML report: OA, AA, kappa, mIoU, per-class scores and the confusion matrix as a table and heat map."))
+        self.addParameter(helped(QgsProcessingParameterFileDestination(
+            "OUTPUT_TABLE", "Confusion matrix", "CSV files (*.csv)", optional=True),
+            "The confusion matrix as CSV (rows: reference, columns: prediction)."))
         for key, label in (("OA", "Overall accuracy"), ("AA", "Average accuracy"), ("KAPPA", "Cohen's kappa"),
                            ("MIOU", "Mean IoU")):
             self.addOutput(QgsProcessingOutputNumber(key, label))

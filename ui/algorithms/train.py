@@ -6,7 +6,6 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .base import MmlcAlgorithm
@@ -18,11 +17,25 @@ from .common_params import (
     add_label_params,
     add_model_outputs,
     check_label_params,
+    advanced,
+    choice_param,
+    device_value,
+    helped,
     label_source,
+    learning_rate,
     model_output_path,
 )
 
 ARCHITECTURES = ["asanet", "das2f", "prsanet", "hfdnet"]
+#: The variants of each network (models.registry ``ModelSpec.variants``, listed here so that the
+#: dialog does not import torch; a test checks both agree), default first.
+VARIANTS: dict[str, list[str]] = {
+    "asanet": ["convnextv2_tiny", "convnextv2_atto", "convnextv2_femto", "convnextv2_pico", "convnextv2_nano",
+               "convnextv2_base"],
+    "das2f": ["nanjing", "xian"],
+    "prsanet": [],
+    "hfdnet": ["resnet50", "resnet34", "resnet18"],
+}
 
 
 class TrainAlgorithm(MmlcAlgorithm):
@@ -45,30 +58,55 @@ class TrainAlgorithm(MmlcAlgorithm):
         arch = QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", ARCHITECTURES, defaultValue="asanet")
         arch.setUsesStaticStrings(True)
         self.addParameter(arch)
-        self.addParameter(QgsProcessingParameterString("VARIANT", "Variant (empty = default)", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / first modality)"))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",
-                                                            optional=True))
+        every = [v for a in ARCHITECTURES for v in VARIANTS[a]]
+        labels = {"": "default of the architecture", **{v: f"{v} ({a})" for a in ARCHITECTURES for v in VARIANTS[a]}}
+        variant = choice_param("VARIANT", "Variant", [(v, labels[v]) for v in every], None, optional=True,
+                               wrapper="choice.VariantChoiceWrapper", per_architecture=VARIANTS)
+        variant.setMetadata({"widget_wrapper": {**variant.metadata()["widget_wrapper"], "labels": labels}})
+        self.addParameter(advanced(variant, "Size of the network: ASANet backbone " + ", ".join(VARIANTS["asanet"])
+                                   + "; DAS2F nanjing/xian; HFD-Net encoder resnet50/34/18; empty = the "
+                                   "architecture's default (the first listed)."))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / first modality)"),
+                                 "ASANet optical, DAS2F multispectral, PRSANet first modality, HFD-Net its only "
+                                 "input. The band order is recorded in the model file."))
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",
+                                                                   optional=True),
+                                 "ASANet SAR (dB), DAS2F panchromatic (4x finer), PRSANet second modality; empty "
+                                 "for HFD-Net."))
         add_label_params(self)
         classes = QgsProcessingParameterFile("CLASSES", "Class table (value,name,#rrggbb)", optional=True)
         classes.setFileFilter("Class tables (*.csv *.txt)")
         self.addParameter(classes)
         add_budget_params(self)
-        self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (0 = the network's default)",
-                                                       Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber("VALIDATION_FRACTION", "Validation fraction",
-                                                       Double, 0.2, minValue=0.0, maxValue=0.9))
-        init = QgsProcessingParameterFile("INIT_MODEL", "Initial weights (model file or pretrained backbone)",
-                                          optional=True)
-        self.addParameter(init)
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "TILE_SIZE", "Tile size (0 = the network's default)", Integer, 0, minValue=0),
+            "Training crop side for segmentation networks; 0 keeps the network's recipe."))
+        fraction = QgsProcessingParameterNumber("VALIDATION_FRACTION", "Validation fraction", Double, 0.2,
+                                                minValue=0.0, maxValue=0.9)
+        fraction.setMetadata({"widget_wrapper": {"decimals": 2}})
+        self.addParameter(advanced(fraction,
+            "Share of the labelled pixels held out in spatially disjoint blocks to pick the best epoch."))
+        init = QgsProcessingParameterFile("INIT_MODEL", "Initial weights (.mmlc or backbone)", optional=True)
+        self.addParameter(advanced(init, "Start from an .mmlc model of the same architecture (fine-tuning) or "
+                                         "a pretrained backbone checkpoint."))
         add_device_param(self)
         add_model_outputs(self)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Labels: exactly one of a class raster and polygons/points (with a field); a variant must
+        belong to the chosen architecture (both reported before any training)."""
         ok, msg, checked = check_label_params(parameters, context)
         if not ok:
             return ok, msg
-        return super().checkParameterValues(checked, context)
+        ok, message = super().checkParameterValues(checked, context)
+        if not ok:
+            return ok, message
+        arch = self.parameterAsEnumString(parameters, "ARCHITECTURE", context)
+        variant = self.parameterAsEnumString(parameters, "VARIANT", context) if parameters.get("VARIANT") else ""
+        if variant and variant not in VARIANTS.get(arch, []):
+            known = ", ".join(VARIANTS.get(arch, [])) or "none (leave Variant empty)"
+            return False, f"Variant {variant} is not a {arch} variant; {arch} variants: {known}"
+        return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
@@ -88,16 +126,16 @@ class TrainAlgorithm(MmlcAlgorithm):
         result = self.call_core(
             api.train, feedback,
             architecture=self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
-            variant=self.parameterAsString(parameters, "VARIANT", context) or None,
+            variant=self.parameterAsEnumString(parameters, "VARIANT", context) or None,
             inputs=inputs, labels=labels, label_field=field,
             classes=self.parameterAsFile(parameters, "CLASSES", context) or None,
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=int(num("BATCH_SIZE") or 0) or None,
-            learning_rate=num("LEARNING_RATE"),
+            learning_rate=learning_rate(self, parameters, context),
             tile_size=int(num("TILE_SIZE") or 0) or None,
             validation_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
             init_model=self.parameterAsFile(parameters, "INIT_MODEL", context) or None,
-            device=self.parameterAsString(parameters, "DEVICE", context) or "auto",
+            device=device_value(self, parameters, context),
             output_model=output, output_report=report,
         )
         out = {"OUTPUT_MODEL": output}
