@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from .errors import MmlcError, NetworkError
+from .errors import Cancelled, MmlcError, NetworkError
 from .progress import NullProgress
 
 # Processing parameter ids per operation: (id, type, help). Type "flag" = store_true.
@@ -102,6 +102,7 @@ class TerminalProgress(NullProgress):
     def __init__(self, quiet: bool = False, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.stop_requested = False  # set by SIGTERM: the run stops at its next cancel check
         self._bar = None
         self._last = -1
         if not quiet and getattr(self.stream, "isatty", lambda: False)():
@@ -111,6 +112,9 @@ class TerminalProgress(NullProgress):
                 self._bar = tqdm(total=1000, file=self.stream, unit="‰", leave=True)
             except ImportError:
                 self._bar = None
+
+    def cancelled(self) -> bool:
+        return self.stop_requested
 
     def set_fraction(self, fraction: float) -> None:
         if self.quiet:
@@ -295,19 +299,23 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Any], str]] = {
 }
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # unwinds through every writer's clean-up: no temporary file is left
-
-
-def _terminate_like_interrupt() -> Any:
-    """SIGTERM (``kill``, a scheduler's time limit) ends the run like Ctrl+C: temporary files
-    removed, nothing placed at the output paths, exit 130. Only the main thread can set it;
-    returns the previous handler (None when not set)."""
+def _terminate_like_interrupt(progress: TerminalProgress) -> Any:
+    """SIGTERM (``kill``, a scheduler's time limit) ends the run like a cancel: the first one asks
+    the run to stop at its next cancel check (between batches), so every thread and writer closes
+    in order, temporary files are removed, nothing is placed at the output paths, exit 130. Raising
+    KeyboardInterrupt at once instead could land inside a clean-up and leave a reader thread inside
+    GDAL at exit (seen as a crash in GDAL's shutdown). A second SIGTERM interrupts at once. Only
+    the main thread can set it; returns the previous handler (None when not set)."""
     import signal
     import threading
 
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if progress.stop_requested:
+            raise KeyboardInterrupt
+        progress.stop_requested = True
+
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-        return signal.signal(signal.SIGTERM, _on_sigterm)
+        return signal.signal(signal.SIGTERM, on_sigterm)
     return None
 
 
@@ -342,9 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rank = int(os.environ.get("RANK", "0"))
     progress = TerminalProgress(quiet=a.quiet or rank != 0)
-    previous = _terminate_like_interrupt()
+    previous = _terminate_like_interrupt(progress)
     try:
         message = _COMMANDS[a.command](a, progress)
+    except Cancelled:
+        progress.close()
+        print("interrupted", file=sys.stderr)
+        return 130
     except MmlcError as e:
         progress.close()
         print(f"error: {e}", file=sys.stderr)
