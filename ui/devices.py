@@ -9,6 +9,7 @@ load without it) and never for a CPU-only build, which says so in its ``torch/ve
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import platform
 import re
@@ -64,9 +65,7 @@ def device_choices(refresh: bool = False) -> list[tuple[str, str]]:
     may_have_gpu = "torch" in sys.modules or cpu_only is False or (cpu_only is not None and
                                                                    platform.system() == "Darwin")
     if cpu_only is not None and may_have_gpu:
-        try:
+        with contextlib.suppress(Exception):  # a broken CUDA install must not stop the plugin from loading
             choices += probe_torch()
-        except Exception:  # a broken CUDA install must not stop the plugin from loading
-            pass
     _CACHE = choices
     return list(choices)
