@@ -5,12 +5,18 @@
 shards every epoch like ``DistributedSampler`` (``core.samplers.epoch_order``), all-reduces its
 logs and validation confusion matrices (:func:`all_reduce_sum`), and only rank 0 writes files.
 
+torch's TCP store (the rendezvous of torchrun and of ``init_process_group``) defaults to a libuv
+back end, which some torch builds lack (Debian's ``python3-torch``): :func:`store_environment` says
+``USE_LIBUV=0`` there, :func:`setup` applies it in the workers, and the launcher needs it too:
+``USE_LIBUV=0 torchrun ...`` (the CLI's help and the README say so).
+
 The network contract trains through ``model.training_step(inputs, target)``, not ``forward``;
 DDP only synchronises gradients of calls that go through its ``forward``, so :class:`StepModule`
 exposes ``training_step`` as ``forward`` and that module is wrapped.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +50,32 @@ def env_world_size() -> int:
         return 1
 
 
+@functools.lru_cache(maxsize=1)
+def torch_has_libuv() -> bool:
+    """Whether this torch's TCP store can use its libuv back end (torch's default since 2.4).
+
+    Probed by starting a libuv store on a free local port, the one reliable test across versions.
+    """
+    try:
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            return False
+        store = dist.TCPStore("127.0.0.1", 0, 1, True, wait_for_workers=False, use_libuv=True)
+    except (RuntimeError, TypeError, ValueError, OSError):
+        return False
+    del store
+    return True
+
+
+def store_environment() -> dict[str, str]:
+    """Environment a torchrun launch and its workers need on this torch: ``USE_LIBUV=0`` when the
+    torch has no libuv (torch's TCP store honours it), nothing otherwise or when set already."""
+    if "USE_LIBUV" in os.environ or torch_has_libuv():
+        return {}
+    return {"USE_LIBUV": "0"}
+
+
 def setup(device_type: str) -> DistContext:
     """Join the process group torchrun prepared, or return a single-process context.
 
@@ -61,6 +93,7 @@ def setup(device_type: str) -> DistContext:
     if backend == "nccl":
         torch.cuda.set_device(local)
     if not dist.is_initialized():
+        os.environ.update(store_environment())
         dist.init_process_group(backend=backend)
     return DistContext(dist.get_rank(), dist.get_world_size(), local, backend)
 

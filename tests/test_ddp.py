@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mmlc.core.ddp import store_environment, torch_has_libuv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,8 @@ def test_two_process_gloo_training(bigearthnet, tmp_path):
     out.parent.mkdir()
     info = tmp_path / "ranks"
     info.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    # the launcher's store too: USE_LIBUV=0 on a torch without libuv (Debian's), as users are told
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="", **store_environment())
     t0 = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              str(script), str(out), str(info)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -74,3 +76,11 @@ def test_two_process_gloo_training(bigearthnet, tmp_path):
     assert lines[0].split("VALPIX")[1] == lines[1].split("VALPIX")[1]
     assert sorted(p.name for p in out.parent.iterdir()) == ["ddp.mmlc", "ddp.mmlc.report.html"]
     assert took < 60
+
+
+def test_store_environment_matches_this_torch(monkeypatch):
+    """USE_LIBUV=0 exactly when this torch has no libuv store, and a user's own setting wins."""
+    monkeypatch.delenv("USE_LIBUV", raising=False)
+    assert store_environment() == ({} if torch_has_libuv() else {"USE_LIBUV": "0"})
+    monkeypatch.setenv("USE_LIBUV", "1")
+    assert store_environment() == {}
