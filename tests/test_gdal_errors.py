@@ -58,7 +58,7 @@ def truncated(tmp_path: Path, spacenet6: Path) -> Path:
 def test_gdal_call_returns_none_and_the_reason_in_both_modes(gdal_exceptions: bool, junk: Path) -> None:
     ds, msg = gdal_call(gdal.Open, str(junk))
     assert ds is None
-    assert "not recognized as a supported file format" in msg
+    assert "not recognized as" in msg and "supported file format" in msg  # GDAL 3.10 adds "being in a"
     assert gdal.GetUseExceptions() == int(gdal_exceptions)  # the caller's setting is left alone
     ok, msg = gdal_call(gdal.Open, str(Path(__file__).parent.parent / "resources" / "sample_data" / "share_alike"
                                        / "spacenet6" / "ms1_2m_uint16.tif"))
@@ -71,7 +71,7 @@ def test_gdal_failed_reads_codes_and_objects() -> None:
 
 
 def test_unreadable_raster_is_an_input_error(gdal_exceptions: bool, junk: Path, spacenet6: Path) -> None:
-    with pytest.raises(InputError, match="cannot read raster .*junk.tif: .*not recognized"):
+    with pytest.raises(InputError, match=r"(?s)cannot read raster .*junk.tif: .*not recognized"):
         open_raster(str(junk))
     with pytest.raises(InputError, match="cannot read raster"):
         Grid.from_path(str(junk))
@@ -83,7 +83,7 @@ def test_unreadable_raster_is_an_input_error(gdal_exceptions: bool, junk: Path, 
 
 def test_truncated_raster_fails_on_read_with_the_file_named(gdal_exceptions: bool, truncated: Path) -> None:
     reader = AlignedReader([str(truncated)])
-    with pytest.raises(InputError, match=r"reading .*truncated.tif failed at pixels .*truncated or corrupted"):
+    with pytest.raises(InputError, match=r"(?s)reading .*truncated.tif failed at pixels .*truncated or corrupted"):
         reader.read(0, 0, reader.grid.height, reader.grid.width)
 
 

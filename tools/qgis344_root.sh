@@ -81,9 +81,12 @@ in_root() {  # run a command chrooted into $1 with a clean environment
         PYTHONDONTWRITEBYTECODE=1 QT_QPA_PLATFORM=offscreen "$@"
 }
 
-copy_host_network_config() {  # DNS, the host's CA bundle and pip configuration (PyPI through the host's route)
+copy_host_network_config() {  # DNS, host names, the host's CA bundle and pip configuration
     local root=$1
     cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    # the host's own name must resolve in the root too (torchrun's rendezvous advertises it)
+    cp -L /etc/hosts "$root/etc/hosts" 2>/dev/null || true
+    hostname >"$root/etc/hostname" 2>/dev/null || true
     mkdir -p "$root/usr/local/share/mmlc"
     if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
         cp /etc/ssl/certs/ca-certificates.crt "$root/usr/local/share/mmlc/host-ca.crt"
@@ -122,10 +125,19 @@ EOF
     trap - EXIT INT TERM
 }
 
+root_is_current() {
+    [ "$(cat "$CACHE/$BASE_STAMP" 2>/dev/null)" = "$BASE_HASH" ] &&
+        [ "$(cat "$CACHE/$PACKAGES_STAMP" 2>/dev/null)" = "$PACKAGES_HASH" ]
+}
+
 build() {
+    if root_is_current; then  # the common case: no lock, so runs in progress (shared lock) do not block it
+        log "root up to date: $CACHE"
+        return 0
+    fi
     mkdir -p "$(dirname "$CACHE")"
     exec 9>"$CACHE.lock"
-    flock 9
+    flock 9  # waits for runs in progress, and for another build
     if [ "$(cat "$CACHE/$BASE_STAMP" 2>/dev/null)" = "$BASE_HASH" ]; then
         if [ "$(cat "$CACHE/$PACKAGES_STAMP" 2>/dev/null)" = "$PACKAGES_HASH" ]; then
             log "root up to date: $CACHE"
