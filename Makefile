@@ -5,10 +5,19 @@ PY := $(VENV)/bin/python
 PKG := build/pkg
 # Debian 13 (trixie) and later ship a torch that fits (python3-torch 2.6, CPU): take it from apt
 # rather than pip's multi-GB wheels. Debian 12's python3-torch (1.13) is too old: there the venv
-# gets pip's torch, pinned to the tested 2.13.0. Override with TORCH_FROM=apt|pip.
+# gets pip's torch, pinned to the tested 2.13.0. Debian 13 is told by /etc/os-release's VERSION_ID
+# (>= 13), or, on testing/sid which have none, by /usr/bin/python3 >= 3.13 (Debian 12 has 3.11).
+# Override with TORCH_FROM=apt|pip.
 OS_ID := $(shell . /etc/os-release 2>/dev/null; echo $$ID)
 OS_MAJOR := $(shell . /etc/os-release 2>/dev/null; echo $${VERSION_ID%%.*})
-TORCH_FROM ?= $(if $(and $(filter debian,$(OS_ID)),$(shell [ "$(OS_MAJOR)" -ge 13 ] 2>/dev/null && echo y)),apt,pip)
+ifeq ($(origin TORCH_FROM),undefined)
+  ifeq ($(OS_ID),debian)
+    TORCH_FROM := $(shell if [ -n "$(OS_MAJOR)" ]; then [ "$(OS_MAJOR)" -ge 13 ] && echo apt || echo pip; \
+	  else /usr/bin/python3 -c 'import sys; print("apt" if sys.version_info >= (3, 13) else "pip")' 2>/dev/null || echo pip; fi)
+  else
+    TORCH_FROM := pip
+  endif
+endif
 PIP_TORCH := $(if $(filter pip,$(TORCH_FROM)),torch==2.13.0)
 # debootstrap builds the Debian 13 + QGIS 3.44 root that `make test` also runs the suite in
 ROOT_TOOLS ?= debootstrap
