@@ -184,8 +184,8 @@ main() {
             build
             exec 9>"$CACHE.lock"
             flock -s 9  # no rebuild while a run uses the root
-            local args
-            args=$(printf '%q ' "$@")
+            local args=""
+            [ $# -eq 0 ] || args=$(printf '%q ' "$@")
             unshare --mount --propagation private bash "$0" __run \
                 bash -c "cd /src && make --no-print-directory test-host STACK=qgis344 ROOT_TOOLS= VENV=$VENV_IN_ROOT PYTEST_ARGS=\"\$1\"" \
                 _ "${args% }"
