@@ -96,7 +96,6 @@ def layer_tree_view(qgis_iface, monkeypatch):
     post-processing hands ``iface.layerTreeView()`` to C++, which refuses a MagicMock."""
     from qgis.core import QgsLayerTreeModel
     from qgis.gui import QgsLayerTreeView
-
     from qgis.PyQt import sip
 
     view = QgsLayerTreeView()
