@@ -8,7 +8,8 @@ plain lines. Exit codes: 0 success, ``MmlcError.exit_code`` for typed errors (2 
 file, 4 output, 130 cancelled), 2 for bad command-line usage (argparse), 1 for anything else.
 
 ``torchrun --nproc_per_node=N -m mmlc train ...`` trains with DistributedDataParallel
-(``core/ddp.py``); only rank 0 prints progress and writes files.
+(``core/ddp.py``); only rank 0 prints progress and writes files. ``python -m mmlc.core.torchrun``
+takes the same arguments and also works with a torch built without libuv (Debian's python3-torch).
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from .classes import ClassInfo, default_classes
 from .errors import InputError
+from .gdal_errors import gdal_call, gdal_failed
 
 #: Dataset kinds understood by :func:`scenes_from_dataset`.
 DATASET_KINDS: tuple[str, ...] = ("whu-opt-sar", "pie-rgb-sar", "ddhr", "sen12ms", "spacenet6", "xidian")
@@ -191,13 +192,7 @@ def _burn_features(path: str, grid: object, burn: int, background: int) -> np.nd
     """
     from osgeo import gdal
 
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        ds = gdal.OpenEx(str(path), gdal.OF_VECTOR)
-    except RuntimeError:
-        ds = None
-    finally:
-        gdal.PopErrorHandler()
+    ds, _ = gdal_call(gdal.OpenEx, str(path), gdal.OF_VECTOR)
     if ds is None or ds.GetLayerCount() == 0:
         raise InputError(f"cannot open the label layer {path} as a vector file")
     dst = gdal.GetDriverByName("MEM").Create("", int(grid.width), int(grid.height), 1, gdal.GDT_UInt16)
@@ -205,8 +200,9 @@ def _burn_features(path: str, grid: object, burn: int, background: int) -> np.nd
     if grid.crs_wkt:
         dst.SetProjection(grid.crs_wkt)
     dst.GetRasterBand(1).Fill(int(background))
-    if gdal.RasterizeLayer(dst, [1], ds.GetLayer(0), burn_values=[int(burn)]) != 0:
-        raise InputError(f"cannot rasterise the features of {path}: {gdal.GetLastErrorMsg()}")
+    err, msg = gdal_call(gdal.RasterizeLayer, dst, [1], ds.GetLayer(0), burn_values=[int(burn)])
+    if gdal_failed(err):
+        raise InputError(f"cannot rasterise the features of {path}: {msg}")
     return dst.GetRasterBand(1).ReadAsArray().astype(np.int64)
 
 

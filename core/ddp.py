@@ -5,12 +5,20 @@
 shards every epoch like ``DistributedSampler`` (``core.samplers.epoch_order``), all-reduces its
 logs and validation confusion matrices (:func:`all_reduce_sum`), and only rank 0 writes files.
 
+torch's TCP store (the rendezvous of torchrun and of ``init_process_group``) defaults to a libuv
+back end, which some torch builds lack (Debian's ``python3-torch`` 2.6): :func:`store_environment`
+says ``USE_LIBUV=0`` there, but torch 2.6 does not pass it to every store it builds, so
+:func:`setup` also makes torch's rendezvous stores default to the classic back end
+(:func:`stores_without_libuv`) in the workers, and ``python -m mmlc.core.torchrun ...``
+(:mod:`.torchrun`) does the same in the launcher: that one launches on any torch.
+
 The network contract trains through ``model.training_step(inputs, target)``, not ``forward``;
 DDP only synchronises gradients of calls that go through its ``forward``, so :class:`StepModule`
 exposes ``training_step`` as ``forward`` and that module is wrapped.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +52,76 @@ def env_world_size() -> int:
         return 1
 
 
+@functools.lru_cache(maxsize=1)
+def torch_has_libuv() -> bool:
+    """Whether this torch's TCP store can use its libuv back end (torch's default since 2.4).
+
+    Probed by starting a libuv store on a free local port, the one reliable test across versions.
+    """
+    try:
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            return False
+        store = dist.TCPStore("127.0.0.1", 0, 1, True, wait_for_workers=False, use_libuv=True)
+    except (RuntimeError, TypeError, ValueError, OSError):
+        return False
+    del store
+    return True
+
+
+def store_environment() -> dict[str, str]:
+    """Environment the workers of a torchrun launch need on this torch: ``USE_LIBUV=0`` when the
+    torch has no libuv (their ``env://`` store honours it), nothing otherwise or when set already."""
+    if "USE_LIBUV" in os.environ or torch_has_libuv():
+        return {}
+    return {"USE_LIBUV": "0"}
+
+
+# Modules of torch 2.6-2.13 that build a TCPStore without saying which back end (so libuv): the
+# launcher's rendezvous back ends and the workers' env:// rendezvous on the launcher's store.
+_STORE_USERS = (
+    "torch.distributed",
+    "torch.distributed.rendezvous",
+    "torch.distributed.elastic.rendezvous.static_tcp_rendezvous",
+    "torch.distributed.elastic.rendezvous.c10d_rendezvous_backend",
+)
+
+
+def stores_without_libuv() -> Any:
+    """Make ``TCPStore(...)`` in torch's rendezvous modules default to ``use_libuv=False``.
+
+    For a torch without libuv, where ``USE_LIBUV=0`` does not reach every store torch builds (torch
+    2.6 ignores it in torchrun's rendezvous and in the workers' client of the launcher's store).
+    Idempotent; returns the class now used.
+    """
+    import importlib
+
+    import torch.distributed as dist
+
+    base = dist.TCPStore
+    if getattr(base, "_mmlc_without_libuv", False):
+        return base
+
+    class TCPStoreWithoutLibuv(base):  # type: ignore[misc, valid-type]
+        """torch's TCPStore on its classic (non-libuv) back end unless asked otherwise."""
+
+        _mmlc_without_libuv = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("use_libuv", False)
+            super().__init__(*args, **kwargs)
+
+    for name in _STORE_USERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(module, "TCPStore", None) is base:
+            module.TCPStore = TCPStoreWithoutLibuv
+    return TCPStoreWithoutLibuv
+
+
 def setup(device_type: str) -> DistContext:
     """Join the process group torchrun prepared, or return a single-process context.
 
@@ -61,6 +139,9 @@ def setup(device_type: str) -> DistContext:
     if backend == "nccl":
         torch.cuda.set_device(local)
     if not dist.is_initialized():
+        os.environ.update(store_environment())
+        if not torch_has_libuv():
+            stores_without_libuv()
         dist.init_process_group(backend=backend)
     return DistContext(dist.get_rank(), dist.get_world_size(), local, backend)
 

@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .errors import GridError, InputError
+from .gdal_errors import gdal_call
 from .grid import Grid, geotransform_of
 from .value_checks import unusable_pixels
 
@@ -38,13 +39,7 @@ def open_raster(path: str) -> Any:
     """Open a raster read-only; InputError with GDAL's reason when it cannot be read."""
     from osgeo import gdal
 
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        gdal.ErrorReset()
-        ds = gdal.Open(str(path), gdal.GA_ReadOnly)
-        msg = gdal.GetLastErrorMsg()
-    finally:
-        gdal.PopErrorHandler()
+    ds, msg = gdal_call(gdal.Open, str(path), gdal.GA_ReadOnly)
     if ds is None:
         raise InputError(
             f"cannot read raster {path}: {msg or 'not a raster GDAL can open'}; "
@@ -160,13 +155,16 @@ class _Source:
         self.col_hi = min(self.col_off + self.target.width, self.ds.RasterXSize)
 
     def _gdal_read(self, a0: int, a1: int, b0: int, b1: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        from osgeo import gdal
-
-        data = self.ds.ReadAsArray(b0, a0, b1 - b0, a1 - a0)
+        data, msg = gdal_call(self.ds.ReadAsArray, b0, a0, b1 - b0, a1 - a0)
         if data is None:
-            raise InputError(f"reading {self.path} failed at pixels ({a0}, {b0}): {gdal.GetLastErrorMsg()}")
+            raise InputError(f"reading {self.path} failed at pixels ({a0}, {b0}): {msg}; "
+                             "the file may be truncated or corrupted")
         data = data.reshape(self.bands, a1 - a0, b1 - b0)
-        mask = self.mask_band.ReadAsArray(b0, a0, b1 - b0, a1 - a0) if self.mask_band is not None else None
+        mask = None
+        if self.mask_band is not None:
+            mask, msg = gdal_call(self.mask_band.ReadAsArray, b0, a0, b1 - b0, a1 - a0)
+            if mask is None:
+                raise InputError(f"reading the mask of {self.path} failed at pixels ({a0}, {b0}): {msg}")
         return data, mask
 
     def _strip(self, k: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -344,12 +342,7 @@ class AlignedReader:
             dstSRS=target.crs_wkt, resampleAlg=self.resampling, outputType=gdal.GDT_Float32,
             srcNodata=src_nodata, dstNodata="nan", multithread=False,
         )
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
-        try:
-            vrt = gdal.Warp("", ds, options=opts)
-            msg = gdal.GetLastErrorMsg()
-        finally:
-            gdal.PopErrorHandler()
+        vrt, msg = gdal_call(gdal.Warp, "", ds, options=opts)
         if vrt is None:
             raise GridError(f"input {i + 1} ({path}) cannot be warped onto the output grid: {msg}")
         return _Source(path, vrt, ds, bands, target, 0, 0, True, [None] * bands, None, self.row_cache)

@@ -33,6 +33,7 @@ from osgeo import gdal, ogr, osr
 
 from .classes import ClassInfo, default_color, read_class_table
 from .errors import GridError, InputError
+from .gdal_errors import gdal_call, gdal_failed
 from .grid import geotransform_of
 
 _BURN_FIELD = "mmlc_class"
@@ -139,13 +140,7 @@ class LabelSource:
         base, layer_name = split_layer_uri(self.path)
         if not os.path.exists(base):
             raise InputError(f"the {'mask' if presence else 'label'} file {base} does not exist")
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
-        try:
-            ds = gdal.OpenEx(base, gdal.OF_RASTER | gdal.OF_VECTOR)
-        except RuntimeError:  # when a caller turned GDAL exceptions on
-            ds = None
-        finally:
-            gdal.PopErrorHandler()
+        ds, _ = gdal_call(gdal.OpenEx, base, gdal.OF_RASTER | gdal.OF_VECTOR)
         if ds is None:
             raise InputError(
                 f"cannot open {base} as a raster or a vector layer (unsupported format, corrupted, or no permission)"
@@ -228,13 +223,9 @@ class LabelSource:
         if self._nodata is not None:
             dst.GetRasterBand(1).SetNoDataValue(self._nodata)
             dst.GetRasterBand(1).Fill(self._nodata)
-        gdal.ErrorReset()
-        try:
-            ok = gdal.Warp(dst, raster, resampleAlg="near", multithread=False)
-        except RuntimeError:
-            ok = None
+        ok, msg = gdal_call(gdal.Warp, dst, raster, resampleAlg="near", multithread=False)
         if ok is None:
-            raise InputError(f"cannot read the label raster {self.path}: {gdal.GetLastErrorMsg() or 'GDAL warp failed'}")
+            raise InputError(f"cannot read the label raster {self.path}: {msg or 'GDAL warp failed'}")
         return dst.GetRasterBand(1).ReadAsArray()
 
     def _read_raster(self, grid: Any) -> np.ndarray:
@@ -408,9 +399,10 @@ class LabelSource:
         xmin, ymin, xmax, ymax = grid_bounds(grid)
         layer.SetSpatialFilterRect(xmin, ymin, xmax, ymax)
         try:
-            err = gdal.RasterizeLayer(dst, [1], layer, options=[f"ATTRIBUTE={_BURN_FIELD}", "ALL_TOUCHED=FALSE"])
-            if err != 0:
-                raise InputError(f"cannot rasterise the labels of {self.path}: {gdal.GetLastErrorMsg()}")
+            err, msg = gdal_call(gdal.RasterizeLayer, dst, [1], layer,
+                                 options=[f"ATTRIBUTE={_BURN_FIELD}", "ALL_TOUCHED=FALSE"])
+            if gdal_failed(err):
+                raise InputError(f"cannot rasterise the labels of {self.path}: {msg}")
         finally:
             layer.SetSpatialFilter(None)
         return dst.GetRasterBand(1).ReadAsArray().astype(np.uint16, copy=False)

@@ -28,6 +28,7 @@ import numpy as np
 from .atomic import RunFiles, checked_gdal_write, os_error
 from .classes import ClassInfo
 from .errors import OutputError
+from .gdal_errors import gdal_call, gdal_failed
 from .grid import Grid
 
 BLOCK: int = 256
@@ -230,15 +231,9 @@ class OutputSet:
             raise
 
     def _create(self, drv: Any, key: str, dtype: int) -> Any:
-        from osgeo import gdal
 
         path = self.tmp[key]
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
-        try:
-            ds = drv.Create(str(path), self.grid.width, self.grid.height, 1, dtype, options=_TIFF_OPTS)
-            msg = gdal.GetLastErrorMsg()
-        finally:
-            gdal.PopErrorHandler()
+        ds, msg = gdal_call(drv.Create, str(path), self.grid.width, self.grid.height, 1, dtype, options=_TIFF_OPTS)
         if ds is None:
             raise OutputError(f"cannot create {self.final[key]}: {msg}; check the folder is writable and has space")
         ds.SetGeoTransform(self.grid.transform)
@@ -329,7 +324,9 @@ class OutputSet:
     def _polygonize(self) -> None:
         from osgeo import gdal, ogr
 
-        src = gdal.Open(str(self.tmp["class"]))
+        src, msg = gdal_call(gdal.Open, str(self.tmp["class"]))
+        if src is None:
+            raise OutputError(f"cannot reopen the class raster to polygonise it: {msg}")
         band = src.GetRasterBand(1)
         drv = ogr.GetDriverByName("GPKG")
         ds = drv.CreateDataSource(str(self.tmp["vector"]))
@@ -341,8 +338,9 @@ class OutputSet:
         layer.CreateField(ogr.FieldDefn("class", ogr.OFTInteger))
         fd = ogr.FieldDefn("name", ogr.OFTString)
         layer.CreateField(fd)
-        if gdal.Polygonize(band, band.GetMaskBand(), layer, 0, [], callback=None) != 0:
-            raise OutputError(f"polygonising the class raster failed: {gdal.GetLastErrorMsg()}")
+        err, msg = gdal_call(gdal.Polygonize, band, band.GetMaskBand(), layer, 0, [], callback=None)
+        if gdal_failed(err):
+            raise OutputError(f"polygonising the class raster failed: {msg}")
         _name_polygons(layer, {int(c.value): c.name for c in self.classes})
         ds = None
         src = None

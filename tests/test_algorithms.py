@@ -92,7 +92,23 @@ def test_toolbox_dialog_opens_with_the_parameters(provider, qgis_iface, monkeypa
         dialog.close()
 
 
-def test_classify_runs_and_loads_a_paletted_layer(provider, tmp_path: Path, copies: dict) -> None:
+@pytest.fixture
+def layer_tree_view(qgis_iface, monkeypatch):
+    """A real layer tree view on the project for pytest-qgis's mocked iface: QGIS 3.44's Processing
+    post-processing hands ``iface.layerTreeView()`` to C++, which refuses a MagicMock."""
+    from qgis.core import QgsLayerTreeModel
+    from qgis.gui import QgsLayerTreeView
+    from qgis.PyQt import sip
+
+    view = QgsLayerTreeView()
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot(), view)
+    view.setModel(model)
+    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: view, raising=False)
+    yield view
+    sip.delete(view)  # now, with its model, while the QGIS application still exists
+
+
+def test_classify_runs_and_loads_a_paletted_layer(provider, layer_tree_view, tmp_path: Path, copies: dict) -> None:
     spacenet6 = copies["spacenet6"]
     from qgis import processing
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mmlc.core.ddp import store_environment, torch_has_libuv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,9 +54,10 @@ def test_two_process_gloo_training(bigearthnet, tmp_path):
     out.parent.mkdir()
     info = tmp_path / "ranks"
     info.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    # mmlc's torchrun: plain torchrun on a torch with libuv, and it also works on one without (Debian's)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "build" / "pkg"))
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    proc = subprocess.Popen([sys.executable, "-m", "mmlc.core.torchrun", "--standalone", "--nproc_per_node=2",
                              str(script), str(out), str(info)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
@@ -74,3 +76,30 @@ def test_two_process_gloo_training(bigearthnet, tmp_path):
     assert lines[0].split("VALPIX")[1] == lines[1].split("VALPIX")[1]
     assert sorted(p.name for p in out.parent.iterdir()) == ["ddp.mmlc", "ddp.mmlc.report.html"]
     assert took < 60
+
+
+def test_store_environment_matches_this_torch(monkeypatch):
+    """USE_LIBUV=0 exactly when this torch has no libuv store, and a user's own setting wins."""
+    monkeypatch.delenv("USE_LIBUV", raising=False)
+    assert store_environment() == ({} if torch_has_libuv() else {"USE_LIBUV": "0"})
+    monkeypatch.setenv("USE_LIBUV", "1")
+    assert store_environment() == {}
+
+
+def test_launcher_store_runs_without_libuv(monkeypatch):
+    """mmlc's torchrun gives torch's launcher a store on the classic back end, which every torch has."""
+    import importlib
+
+    from mmlc.core.ddp import _STORE_USERS, stores_without_libuv
+
+    for name in _STORE_USERS:  # undone after the test
+        module = importlib.import_module(name)
+        monkeypatch.setattr(module, "TCPStore", module.TCPStore)
+    cls = stores_without_libuv()
+    assert stores_without_libuv() is cls  # idempotent
+    for name in _STORE_USERS:
+        assert importlib.import_module(name).TCPStore is cls, name
+    store = cls("127.0.0.1", 0, 1, True, wait_for_workers=False)
+    assert store.libuvBackend is False
+    store.set("key", "value")
+    assert store.get("key") == b"value"

@@ -39,12 +39,12 @@ def _write_prediction(path: Path, like: str, values: np.ndarray, names: bool = T
     ds.SetProjection(src.GetProjection())
     band = ds.GetRasterBand(1)
     band.SetNoDataValue(0)
-    band.WriteArray(values)
-    if names:
+    if names:  # GTiff takes a colour table only before any pixel is written (refused by GDAL 3.10)
         band.SetCategoryNames([""] + [NAMES[v] for v in range(1, 8)])
         ct = gdal.ColorTable()
         ct.SetColorEntry(6, (0, 0, 255, 255))
         band.SetColorTable(ct)
+    band.WriteArray(values)
     ds = None
     return str(path)
 
