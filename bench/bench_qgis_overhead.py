@@ -158,7 +158,13 @@ def main() -> int:
     args = ap.parse_args()
 
     from mmlc.core.builtin import list_builtin
-    from mmlc.tools.qgis_env import enable_plugin
+    from mmlc.tools.qgis_env import enable_plugin, qgis_process_binary
+
+    try:
+        qgis_process_binary()
+    except FileNotFoundError as e:
+        print(f"skipped: {e}")
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="mmlc-bench-qgis-") as tmpdir:
         tmp = Path(tmpdir)
