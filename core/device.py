@@ -1,7 +1,12 @@
-"""Device choice in one place: ``auto`` = CUDA if available, then Apple MPS, then CPU."""
+"""Device choice in one place: ``auto`` = CUDA if available, then Apple MPS, then CPU.
+
+Every operation resolves its device here before computing, so this is also where torch is kept
+on its own BLAS inside hosts (QGIS) that bind it to theirs (:mod:`.torch_blas`).
+"""
 from __future__ import annotations
 
 from .errors import InputError
+from .torch_blas import rebind_torch_blas
 
 
 def resolve_device(name: str = "auto"):
@@ -10,6 +15,8 @@ def resolve_device(name: str = "auto"):
     Raises InputError when the requested device does not exist on this machine.
     """
     import torch
+
+    rebind_torch_blas()
 
     name = (name or "auto").strip().lower()
     if name == "auto":

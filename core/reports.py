@@ -322,6 +322,31 @@ def write_evaluation_report(
     return write_text_atomic(path, _page(title, body))
 
 
+def baseline_section(network: Metrics | None, baseline: Any) -> list[str]:
+    """The network beside a per-pixel random forest trained and scored on the same pixels
+    (``baseline``: :class:`core.baseline.BaselineResult`), or the reason there is no forest."""
+    out = ["<h2>Baseline: random forest on the same pixels</h2>"]
+    if baseline.metrics is None:
+        return out + [f"<p>{_e(baseline.note)}</p>"]
+    rows = []
+    for label, m in (("network (best epoch)", network), (baseline.name, baseline.metrics)):
+        if m is not None:
+            s = m.summary()
+            rows.append((_e(label), _pct(s["overall_accuracy"]), _pct(s["average_accuracy"]), _num(s["kappa"]),
+                         _pct(s["miou"]), _num(m.n_pixels)))
+    verdict = ""
+    if network is not None:
+        diff = network.summary()["overall_accuracy"] - baseline.metrics.summary()["overall_accuracy"]
+        verdict = (f"<p>The network's overall accuracy is {abs(diff) * 100:.1f} points "
+                   f"{'above' if diff >= 0 else 'below'} the forest's on these validation blocks.</p>")
+    return out + [
+        _table(["classifier", "overall accuracy", "average accuracy", "kappa", "mIoU", "validation pixels"], rows),
+        f"<p class='muted'>The forest ({_e(baseline.name)}) was trained on {baseline.train_pixels} of the "
+        "network's training pixels, with the input bands at each pixel (normalised as the network sees them; "
+        f"finer inputs averaged onto input 1's grid), in {baseline.seconds:.1f} s.</p>", verdict,
+    ]
+
+
 def write_training_report(
     path: str | Path,
     card: Any,
@@ -329,6 +354,7 @@ def write_training_report(
     metrics: Metrics | None = None,
     extra: Mapping[str, Any] | None = None,
     title: str | None = None,
+    baseline: Any = None,
 ) -> Path:
     """Write the HTML report of a training run.
 
@@ -336,7 +362,9 @@ def write_training_report(
     classes with colour swatches and provenance are summarised. ``history`` is one dict per epoch;
     every key is rendered generically (losses, accuracies, PRSANet's per-modality imbalance factor
     and prototype accuracy...), as a table and as curves. ``metrics`` adds the validation summary,
-    per-class table and confusion matrix. Atomic; OutputError when it cannot be written.
+    per-class table and confusion matrix. ``baseline`` (:class:`core.baseline.BaselineResult`)
+    adds the random-forest comparison (:func:`baseline_section`). Atomic; OutputError when it
+    cannot be written.
     """
     arch = getattr(card, "architecture", "model")
     variant = getattr(card, "variant", "")
@@ -375,6 +403,8 @@ def write_training_report(
         body += [_img(png, name) for name, png in plots]
     if metrics is not None:
         body += ["<h2>Validation</h2>", *_metrics_sections(metrics, metrics.classes)]
+    if baseline is not None:
+        body += baseline_section(metrics, baseline)
     if extra:
         body += ["<h2>Details</h2>", _kv_table(extra)]
     heading = title or f"Training report: {arch}" + (f" ({variant})" if variant else "")

@@ -681,7 +681,7 @@ def _init_weights(net: Any, init_model: str, architecture: str, progress: Progre
 
 
 def _write_report(path: str | None, card: ModelCard, history: list[dict[str, float]], metrics: Any,
-                  extra: dict, progress: Progress) -> str | None:
+                  extra: dict, progress: Progress, baseline: Any = None) -> str | None:
     if path is None:
         return None
     try:
@@ -689,7 +689,7 @@ def _write_report(path: str | None, card: ModelCard, history: list[dict[str, flo
     except ImportError as e:
         progress.warn(f"the training report was not written (core.reports unavailable: {e})")
         return None
-    write_training_report(path, card, history, metrics, extra)
+    write_training_report(path, card, history, metrics, extra, baseline=baseline)
     return str(path)
 
 
@@ -710,6 +710,26 @@ def resolve_variant(spec: Any, variant: str | None) -> str | None:
         return short[0]
     names = ", ".join(v if "_" not in v else f"{v.rsplit('_', 1)[-1]} ({v})" for v in spec.variants)
     raise InputError(f"unknown {spec.name} variant {variant!r}; choose one of {names}")
+
+
+def _forest_baseline(data: PreparedData, classes: Sequence[ClassInfo], seed: int, metrics: Any,
+                     progress: Progress) -> Any:
+    """The random-forest baseline on the same training / validation pixels (core.baseline),
+    logged beside the network's figures; None if it failed (reported, never fatal)."""
+    from .baseline import forest_baseline
+
+    try:
+        progress.info("training the random-forest baseline on the same pixels...")
+        result = forest_baseline(data.scenes, classes, seed=seed)
+    except (MemoryError, ValueError) as e:
+        progress.warn(f"random-forest baseline skipped: {e}")
+        return None
+    if metrics is not None:
+        s = metrics.summary()
+        progress.info(f"network: OA {s['overall_accuracy']:.4f} AA {s['average_accuracy']:.4f} "
+                      f"kappa {s['kappa']:.4f} mIoU {s['miou']:.4f} (best epoch, validation blocks)")
+    progress.info(result.summary_line())
+    return result
 
 
 def build_network(spec: Any, variant: str | None, band_counts: Sequence[int], num_classes: int,
@@ -763,6 +783,7 @@ def train(
     scale_range: tuple[float, float] | None = None,
     precision: str = "auto",
     resume: bool = True,
+    baseline: bool = True,
 ) -> TrainResult:
     """Train ``architecture`` on one scene (``inputs`` + ``labels``) or several (``scenes``).
 
@@ -770,7 +791,8 @@ def train(
     default ``<output_model>.report.html``). Extra keywords beyond the Processing parameters:
     ``to_db`` per input (None = detect linear SAR, a design choice), ``scale_range`` (joint random
     rescale of dense tiles, ASANet uses (0.5, 2.0); off by default for small data), ``precision``
-    (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``).
+    (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``),
+    ``baseline`` (a random forest on the same pixels, in the log and the report; core.baseline).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
     output paths on error.
     """
@@ -911,10 +933,11 @@ def train(
         written_report = None
         if ctx.is_main:  # the model and its report are placed together (core.atomic)
             save_model_file(run.temp(out), card, outcome.state)
+            forest = _forest_baseline(data, run_classes, seed, metrics, progress) if baseline else None
             written_report = _write_report(str(run.temp(report_path)) if report_path else None, card,
                                            outcome.history, metrics,
                                            {"architecture": arch, "scenes": [s.name for s in scenes],
-                                            "resumed_from_epoch": outcome.start_epoch}, progress)
+                                            "resumed_from_epoch": outcome.start_epoch}, progress, forest)
             if written_report is None and report_path:
                 run.discard(report_path)
             run.commit()

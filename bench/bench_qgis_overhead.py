@@ -1,0 +1,218 @@
+"""mmlc under ``qgis_process`` against the headless CLI, same data, side by side (issue 21).
+
+For a short PRSANet training on the North Carolina Landsat scene (west half of the labels) and a
+classify with every built-in model (plus the NC PRSANet just trained), each case runs
+``python -m mmlc ...`` and ``qgis_process run mmlc:...`` alternately (a b, b a, ...) and prints
+the median of the per-pair ratios qgis_process / CLI, twice:
+
+* ``command``: wall time of the whole process (what a script calling either one waits for;
+  includes QGIS's own start-up, ~2.5 s of CPU more than Python + torch here);
+* ``algorithm``: wall time inside the core call (``mmlc.core.api.classify``/``train``), taken by a
+  ``sitecustomize`` that this script puts on both processes' PYTHONPATH (nothing in mmlc itself).
+
+``--before`` adds a third variant, qgis_process with ``MMLC_KEEP_TORCH_BLAS_BINDING=1`` (torch's
+BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/torch_blas.py``).
+Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
+[--only prsanet] [--before]``; on a 2-core machine one run takes 15-40 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "build" / "pkg"))
+SAMPLES = ROOT / "resources" / "sample_data"
+NC = SAMPLES / "share_alike" / "nc_landsat"
+BEN = SAMPLES / "bigearthnet"
+SN6 = SAMPLES / "share_alike" / "spacenet6"
+HELD_OUT = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
+
+PROBE = '''
+import os, sys, time
+def _wrap(name):
+    import mmlc.core.api as api
+    fn = getattr(api, name)
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            sys.stderr.write(f"[mmlc-bench] {name} %.3f\\n" % (time.perf_counter() - t))
+            sys.stderr.flush()
+    setattr(api, name, timed)
+try:
+    _wrap("classify"); _wrap("train")
+except Exception as e:  # the bench reports the missing figure
+    sys.stderr.write(f"[mmlc-bench] probe failed: {e}\\n")
+'''
+
+
+@dataclass
+class Case:
+    name: str
+    op: str                 # classify | train
+    params: dict[str, str]  # Processing ids -> values (paths, numbers)
+    extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax in INPUT_1's CRS
+    crs: str = ""
+
+
+def window(path: Path, size: int, bottom: bool = False) -> tuple[tuple[float, float, float, float], str]:
+    """A size x size pixel window of ``path`` (centred, or bottom centre) and its EPSG code."""
+    from osgeo import gdal, osr
+
+    ds = gdal.Open(str(path))
+    x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+    c0 = (ds.RasterXSize - size) // 2
+    r0 = ds.RasterYSize - size if bottom else (ds.RasterYSize - size) // 2
+    srs = osr.SpatialReference(wkt=ds.GetProjection())
+    srs.AutoIdentifyEPSG()
+    code = srs.GetAuthorityCode(None)
+    return (x0 + c0 * dx, y0 + (r0 + size) * dy, x0 + (c0 + size) * dx, y0 + r0 * dy), (f"EPSG:{code}" if code else "")
+
+
+def nc_inputs(tmp: Path) -> tuple[str, str, str]:
+    """Two 3-band VRTs of the NC scene (bands 1-3, 4, 5, 7) and its labels cut to the west half."""
+    from osgeo import gdal
+
+    m1, m2, west = str(tmp / "nc_m1.vrt"), str(tmp / "nc_m2.vrt"), str(tmp / "nc_labels_west.tif")
+    gdal.BuildVRT(m1, [str(NC / f"lsat7_2000_{b}.tif") for b in (10, 20, 30)], separate=True).FlushCache()
+    gdal.BuildVRT(m2, [str(NC / f"lsat7_2000_{b}.tif") for b in (40, 50, 70)], separate=True).FlushCache()
+    src = gdal.Open(str(NC / "landsat96_labelled_pixels.tif"))
+    labels = src.ReadAsArray()
+    nodata = src.GetRasterBand(1).GetNoDataValue()
+    labels[:, labels.shape[1] // 2:] = nodata
+    out = gdal.GetDriverByName("GTiff").CreateCopy(west, src)
+    out.GetRasterBand(1).WriteArray(labels)
+    out = None
+    return m1, m2, west
+
+
+def cli_command(case: Case, out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "mmlc", case.op]
+    for k, v in case.params.items():
+        cmd += [f"--{k}", v]
+    if case.extent:
+        cmd += ["--EXTENT", ",".join(f"{v:.6f}" for v in case.extent)]
+    return cmd + [f"--{'OUTPUT' if case.op == 'classify' else 'OUTPUT_MODEL'}", str(out)]
+
+
+def qgis_command(case: Case, out: Path) -> list[str]:
+    from mmlc.tools.qgis_env import qgis_process_binary
+
+    cmd = [qgis_process_binary(), "run", f"mmlc:{case.op}", "--"] + [f"{k}={v}" for k, v in case.params.items()]
+    if case.extent:
+        x0, y0, x1, y1 = case.extent
+        cmd.append(f"EXTENT={x0:.6f},{x1:.6f},{y0:.6f},{y1:.6f}" + (f" [{case.crs}]" if case.crs else ""))
+    return cmd + [f"{'OUTPUT' if case.op == 'classify' else 'OUTPUT_MODEL'}={out}"]
+
+
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(whole-command wall s, in-algorithm wall s) of one run; raises with the output on failure."""
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - t
+    found = re.findall(r"\[mmlc-bench\] (?:classify|train) ([\d.]+)", p.stderr + p.stdout)
+    if p.returncode != 0 or not found:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... failed ({p.returncode}):\n{(p.stdout + p.stderr)[-2000:]}")
+    return wall, float(found[-1])
+
+
+def median(v: list[float]) -> float:
+    s = sorted(v)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def compare(case: Case, variants: dict[str, tuple[list[str], dict]], repeat: int) -> None:
+    """Alternate the variants ``repeat`` times (order reversed every other round) and print the
+    median per-round ratios of each qgis_process variant to the CLI."""
+    names = list(variants)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    for r in range(repeat):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            cmd, env = variants[k]
+            times[k].append(run_once(cmd, env))
+    cli = times["cli"]
+    for k in names[1:]:
+        cmd_r = [q[0] / c[0] for q, c in zip(times[k], cli)]
+        alg_r = [q[1] / c[1] for q, c in zip(times[k], cli)]
+        print(f"{case.name}: {k} / cli  command {median(cmd_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in cmd_r)}; "
+              f"median {median([t[0] for t in times[k]]):.1f} s vs {median([t[0] for t in cli]):.1f} s)  "
+              f"algorithm {median(alg_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in alg_r)}; "
+              f"median {median([t[1] for t in times[k]]):.1f} s vs {median([t[1] for t in cli]):.1f} s)", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per case (each runs every variant once)")
+    ap.add_argument("--only", default="", help="run only cases whose name contains this text")
+    ap.add_argument("--before", action="store_true", help="also run qgis_process with the BLAS binding left alone")
+    args = ap.parse_args()
+
+    from mmlc.core.builtin import list_builtin
+    from mmlc.tools.qgis_env import enable_plugin, qgis_process_binary
+
+    try:
+        qgis_process_binary()
+    except FileNotFoundError as e:
+        print(f"skipped: {e}")
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="mmlc-bench-qgis-") as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "probe").mkdir()
+        (tmp / "probe" / "sitecustomize.py").write_text(PROBE)
+        qenv = enable_plugin(ROOT / "build" / "qgis-profile")
+        qenv["PYTHONPATH"] = os.pathsep.join([str(tmp / "probe"), qenv["PYTHONPATH"]])
+        cenv = dict(os.environ, GDAL_PAM_ENABLED="NO",
+                    PYTHONPATH=os.pathsep.join([str(tmp / "probe"), str(ROOT / "build" / "pkg")]))
+        m1, m2, west = nc_inputs(tmp)
+        nc_model = tmp / "nc_prsanet.mmlc"
+        train = Case("train prsanet NC west half (2 epochs)", "train",
+                     {"ARCHITECTURE": "prsanet", "INPUT_1": m1, "INPUT_2": m2, "LABELS": west, "EPOCHS": "2",
+                      "OUTPUT_REPORT": str(tmp / "report.html")})
+        cases = [train]
+        ext, crs = window(Path(m1), 96)
+        cases.append(Case("classify prsanet NC (trained above), 96 x 96 px", "classify",
+                          {"MODEL": str(nc_model), "INPUT_1": m1, "INPUT_2": m2}, ext, crs))
+        ben = (str(BEN / f"{HELD_OUT}__s2_10band_10m.tif"), str(BEN / f"{HELD_OUT}__s1_vv_vh_db.tif"))
+        built = set(list_builtin())
+        for model, inputs, size, note in (
+                ("asanet-demo", ben, 0, "BigEarthNet 120 x 120 px"),
+                ("prsanet-demo", ben, 0, "BigEarthNet 120 x 120 px"),
+                ("hfdnet-demo", ben[1:], 0, "BigEarthNet SAR 120 x 120 px"),
+                ("das2f-demo", (str(SN6 / "ms2_2m_uint16.tif"), str(SN6 / "pan2.tif")), 16, "SpaceNet 6, 16 x 16 px")):
+            if model not in built:
+                print(f"{model}: not built (make models), skipped")
+                continue
+            params = {"MODEL": model, **{f"INPUT_{i + 1}": p for i, p in enumerate(inputs)}}
+            ext, crs = window(Path(inputs[0]), size, bottom=True) if size else (None, "")
+            cases.append(Case(f"classify {model}, {note}", "classify", params, ext, crs))
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+              f"{args.repeat} rounds per case", flush=True)
+        # the NC model the classify case needs (not timed)
+        run_once(cli_command(train, nc_model), cenv)
+        for case in cases:
+            if args.only and args.only not in case.name:
+                continue
+            suffix = ".tif" if case.op == "classify" else ".mmlc"
+            variants = {"cli": (cli_command(case, tmp / f"cli{suffix}"), cenv),
+                        "qgis_process": (qgis_command(case, tmp / f"qgis{suffix}"), qenv)}
+            if args.before:
+                variants["qgis_process, BLAS binding left alone"] = (
+                    qgis_command(case, tmp / f"before{suffix}"), dict(qenv, MMLC_KEEP_TORCH_BLAS_BINDING="1"))
+            compare(case, variants, args.repeat)
+        print(f"load average at end {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
