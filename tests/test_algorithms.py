@@ -134,7 +134,7 @@ def test_classify_runs_and_loads_a_paletted_layer(provider, layer_tree_view, tmp
     QgsProject.instance().removeAllMapLayers()
 
 
-def test_temporary_outputs_load_stacked_and_polygons_styled_on_their_field(provider, tmp_path: Path,
+def test_temporary_outputs_load_stacked_and_polygons_styled_on_their_field(provider, layer_tree_view, tmp_path: Path,
                                                                           copies: dict) -> None:
     """With temporary outputs (random paths: QGIS 3.22 loads them in path order) the class map
     ends up above the confidence, the polygons above both, and the polygons' categorised

@@ -92,7 +92,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         if "torch" not in sys.modules:  # the first run of a session: seconds with a busy bar otherwise unexplained
             feedback.pushInfo("starting PyTorch (the first run in a QGIS session takes a few seconds longer)")
         try:
-            return fn(progress=FeedbackProgress(feedback), **kwargs)
+            return run_on_python_thread(fn, progress=FeedbackProgress(feedback), **kwargs)
         except Cancelled as e:
             feedback.reportError(str(e), False)
             raise QgsProcessingException(str(e)) from e
@@ -116,6 +116,37 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
             details = context.layerToLoadOnCompletionDetails(output)
             _stack_outputs(self, context, details, post)
             details.setPostProcessor(post)
+
+
+def run_on_python_thread(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """``fn(**kwargs)``, on a fresh Python thread when called from a thread Python did not start.
+
+    The desktop runs Processing algorithms on QThreadPool threads, which Python only knows through a
+    temporary thread state that sip creates and drops around each call, and QGIS reuses those
+    threads. On QGIS 3.44 (Python 3.13, Debian's torch 2.6) the second training run on a reused
+    pool thread crashed QGIS inside torch's autograd (PyEval_AcquireThread on a stale thread
+    state; tests/desktop). A thread started by ``threading`` owns a proper thread state for its
+    whole life and ends with the run, so torch never meets a stale one. The calling thread waits;
+    errors are re-raised there. The main thread (qgis_process, the console) and Python threads
+    call ``fn`` directly."""
+    import threading
+
+    if not isinstance(threading.current_thread(), threading._DummyThread):
+        return fn(**kwargs)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn(**kwargs)
+        except BaseException as e:  # handed to the calling thread  # noqa: BLE001
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name="mmlc-run", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def _stack_outputs(alg: MmlcAlgorithm, context: QgsProcessingContext, details, post) -> None:
