@@ -23,11 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import RunFiles
 from .builtin import resolve_model
 from .classes import ClassInfo
 from .datasets import Scene, fingerprint, load_scene
-from .ddp import setup, teardown
+from .ddp import teardown
 from .errors import InputError
 from .modelfile import ModelCard, build_from_file, load_model_file, save_model_file
 from .output_paths import check_outputs
@@ -41,8 +40,10 @@ from .training import (
     _version,
     _write_report,
     check_tile_option,
+    claim_run,
     prepare_data,
     record_profile,
+    report_path_for,
     resume_path_for,
     run_loop,
     training_tile,
@@ -119,7 +120,6 @@ def distill(
 
     from ..models.hfd_distill import HFDDistiller
     from ..models.registry import get_spec
-    from .device import resolve_device
 
     progress = progress or NullProgress()
     teacher_path = resolve_model(teacher)  # a model file or a built-in name, as classify's MODEL
@@ -145,18 +145,11 @@ def distill(
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise InputError("EPOCHS and BATCH_SIZE must be >= 1 (0 = the network's default) and LEARNING_RATE > 0")
     out = Path(output_model)
-    report_path = (None if output_report == "" else  # "" = no report
-                   output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
+    report_path = report_path_for(out, output_report)
     check_outputs("distill", {"OUTPUT_MODEL": output_model, "OUTPUT_REPORT": report_path},
                   {"TEACHER": str(teacher_path), "INPUT_OPTICAL": [s.inputs[0] for s in scenes],
                    "INPUT_SAR": [s.inputs[1] for s in scenes], "LABELS": [s.labels for s in scenes]})
-    run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
-    try:
-        dev = resolve_device(device)
-        ctx = setup(dev.type)
-    except BaseException:
-        run.release()
-        raise
+    run, dev, ctx = claim_run(out, report_path, device)
     try:
         datas = [load_scene(s, [1, 1]) for s in scenes]
         if datas[0].arrays[0].shape[0] != t_card.modalities[0].bands:

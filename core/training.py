@@ -732,6 +732,29 @@ def _forest_baseline(data: PreparedData, classes: Sequence[ClassInfo], seed: int
     return result
 
 
+def report_path_for(out: Path, output_report: str | None) -> str | None:
+    """OUTPUT_REPORT of train and distill: "" = no report, None = beside the model file."""
+    if output_report == "":
+        return None
+    return output_report if output_report is not None else str(out.with_name(out.name + ".report.html"))
+
+
+def claim_run(out: Path, report_path: str | None, device: str) -> tuple[RunFiles, Any, Any]:
+    """Start a training run (train and distill): claim its outputs (model, resume file, report;
+    core.atomic) and set up the device and process group; the claim is released if that fails.
+    Returns (run files, device, DDP context)."""
+    from .device import resolve_device
+
+    run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
+    try:
+        dev = resolve_device(device)
+        ctx = setup(dev.type)
+    except BaseException:
+        run.release()
+        raise
+    return run, dev, ctx
+
+
 def build_network(spec: Any, variant: str | None, band_counts: Sequence[int], num_classes: int,
                   extra_kwargs: dict | None) -> tuple[Any, dict]:
     """Build a network from its spec and band counts; returns (net, build_kwargs for the card)."""
@@ -799,7 +822,6 @@ def train(
     import torch
 
     from ..models.registry import get_spec
-    from .device import resolve_device
 
     progress = progress or NullProgress()
     try:
@@ -832,18 +854,11 @@ def train(
         raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 (0 = the network's default) and "
                          "LEARNING_RATE > 0")
     out = Path(output_model)
-    report_path = (None if output_report == "" else  # "" = no report
-                   output_report if output_report is not None else str(out.with_name(out.name + ".report.html")))
+    report_path = report_path_for(out, output_report)
     check_outputs("train", {"OUTPUT_MODEL": output_model, "OUTPUT_REPORT": report_path},
                   {**{f"INPUT_{i + 1}": [s.inputs[i] for s in scenes] for i in range(n_mod)},
                    "LABELS": [s.labels for s in scenes], "CLASSES": classes, "INIT_MODEL": init_model})
-    run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
-    try:
-        dev = resolve_device(device)
-        ctx = setup(dev.type)
-    except BaseException:
-        run.release()
-        raise
+    run, dev, ctx = claim_run(out, report_path, device)
     try:
         if ctx.distributed and dev.type == "cuda":
             dev = torch.device("cuda", ctx.local_rank)
