@@ -16,7 +16,7 @@ def _activate_deps() -> None:
     try:
         from qgis.core import QgsApplication
 
-        from .core.qgisenv import activate_for_profile
+        from .core.runtime.qgisenv import activate_for_profile
 
         activate_for_profile(QgsApplication.qgisSettingsDirPath())
     except Exception as e:  # never block loading the plugin; kept for a bug report

@@ -15,7 +15,8 @@ def _command(argv: list[str]) -> str:
 
 
 def run(argv: list[str]) -> int:
-    from .core import install_cli, qgisenv
+    from .core import install_cli
+    from .core.runtime import qgisenv
 
     if _command(argv) in install_cli.COMMANDS:
         return install_cli.main([a for a in argv if a not in ("-q", "--quiet")])

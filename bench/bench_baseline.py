@@ -29,10 +29,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from mmlc.core import api
-    from mmlc.core.baseline import TREES, pixel_features, sklearn_available
-    from mmlc.core.metrics import Metrics
-    from mmlc.core.modelfile import read_card
-    from mmlc.core.normalize import apply
+    from mmlc.core.assessment.baseline import TREES, pixel_features, sklearn_available
+    from mmlc.core.assessment.metrics import Metrics
+    from mmlc.core.engine.normalize import apply
+    from mmlc.core.modelfiles.modelfile import read_card
     from osgeo import gdal
 
     with tempfile.TemporaryDirectory(prefix="mmlc-bench-baseline-") as tmpdir:

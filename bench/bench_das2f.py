@@ -9,7 +9,7 @@ Prints one line per measure (``name: value unit  [notes]``). Run from the reposi
    (and forward + backward), with the speed-up over the sequential form.
 2. Scene classification of ``xidian_layout_tile1`` (150 x 150 MS, 600 x 600 PAN) on a fixed random
    subset of pixels (the whole 22,500-pixel scene takes minutes on a shared 2-core CPU; the rate is
-   extrapolated to it): the batched patch mode (:class:`mmlc.core.xidian.PatchCutter`, one gather
+   extrapolated to it): the batched patch mode (:class:`mmlc.core.data.xidian.PatchCutter`, one gather
    per batch) against a reference-style pipeline (a torch Dataset cropping each pixel's two patches
    in ``__getitem__``, DataLoader batches of 64), and the share of patch cutting vs the bare forward.
 3. The bare model at the benchmark batch: eval forward and one training step (ms per pixel, and
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmlc.core.xidian import PatchCutter, minmax_normalise, read_xidian
+from mmlc.core.data.xidian import PatchCutter, minmax_normalise, read_xidian
 from mmlc.models import build_model
 from mmlc.models.das2f import D_MODEL, D_STATE, DT_RANK, N_DIRECTIONS, VARIANT_STAGES
 from mmlc.models.selective_scan import (

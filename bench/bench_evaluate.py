@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from mmlc.core.evaluate import evaluate
-from mmlc.core.grid import Grid
-from mmlc.core.labels import LabelSource
-from mmlc.core.metrics import ConfusionAccumulator
+from mmlc.core.assessment.evaluate import evaluate
+from mmlc.core.assessment.metrics import ConfusionAccumulator
+from mmlc.core.data.labels import LabelSource
+from mmlc.core.engine.grid import Grid
 from osgeo import gdal
 from timing import best_of
 

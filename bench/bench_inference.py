@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmlc.core.builtin import resolve_model
 from mmlc.core.classes import default_classes
-from mmlc.core.classify import classify
-from mmlc.core.inference import ModelWorkers, cpu_workers, tile_starts
-from mmlc.core.modelfile import ModalityCard, ModelCard, build_from_file, save_model_file
+from mmlc.core.engine.classify import classify
+from mmlc.core.engine.inference import ModelWorkers, cpu_workers, tile_starts
+from mmlc.core.modelfiles.builtin import resolve_model
+from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, build_from_file, save_model_file
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
 from osgeo import gdal, osr
 from timing import timed_ratio

@@ -21,8 +21,8 @@ import json, resource, sys, time
 import torch
 from torch import nn
 from mmlc.core.classes import default_classes
-from mmlc.core.classify import classify
-from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
+from mmlc.core.engine.classify import classify
+from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, save_model_file
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
 torch.set_num_threads(2)
 

@@ -1,5 +1,5 @@
 """Class names in the polygon output: the OGR feature API in one transaction (what
-``core.outputs`` does since the plugin repository's Bandit scan refuses SQL built from strings)
+``core.engine.outputs`` does since the plugin repository's Bandit scan refuses SQL built from strings)
 against the former single ``UPDATE ... CASE`` statement, side by side on the same GeoPackage,
 and both against the ``gdal.Polygonize`` call that makes the polygons.
 
@@ -16,7 +16,7 @@ import numpy as np
 from osgeo import gdal, ogr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "build" / "pkg"))
-from mmlc.core.outputs import _name_polygons  # noqa: E402
+from mmlc.core.engine.outputs import _name_polygons  # noqa: E402
 
 N, REPEAT = 1024, 3
 NAMES = {v: f"class '{v}'" for v in range(1, 7)}

@@ -11,7 +11,7 @@ the median of the per-pair ratios qgis_process / CLI, twice:
   ``sitecustomize`` that this script puts on both processes' PYTHONPATH (nothing in mmlc itself).
 
 ``--before`` adds a third variant, qgis_process with ``MMLC_KEEP_TORCH_BLAS_BINDING=1`` (torch's
-BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/torch_blas.py``).
+BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/runtime/torch_blas.py``).
 Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
 [--only prsanet] [--before]``; on a 2-core machine one run takes 15-40 minutes.
 """
@@ -157,7 +157,7 @@ def main() -> int:
     ap.add_argument("--before", action="store_true", help="also run qgis_process with the BLAS binding left alone")
     args = ap.parse_args()
 
-    from mmlc.core.builtin import list_builtin
+    from mmlc.core.modelfiles.builtin import list_builtin
     from mmlc.tools.qgis_env import enable_plugin, qgis_process_binary
 
     try:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import torch
-from mmlc.core.datasets import Scene, load_scene
-from mmlc.core.samplers import DenseTileSampler, PatchSampler, collate
-from mmlc.core.training import LoopConfig, prepare_data, resolve_classes, resume_path_for, run_loop
+from mmlc.core.data.datasets import Scene, load_scene
+from mmlc.core.data.samplers import DenseTileSampler, PatchSampler, collate
+from mmlc.core.fitting.training import LoopConfig, prepare_data, resolve_classes, resume_path_for, run_loop
 from mmlc.models.registry import get_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,28 +9,28 @@ from typing import Any
 
 
 def classify(*args: Any, **kwargs: Any):
-    """Classify rasters with a model file; see :func:`mmlc.core.classify.classify`."""
-    from .classify import classify as _classify
+    """Classify rasters with a model file; see :func:`mmlc.core.engine.classify.classify`."""
+    from .engine.classify import classify as _classify
 
     return _classify(*args, **kwargs)
 
 
 def train(*args: Any, **kwargs: Any):
-    """Train a model file; see :func:`mmlc.core.training.train`."""
-    from .training import train as _train
+    """Train a model file; see :func:`mmlc.core.fitting.training.train`."""
+    from .fitting.training import train as _train
 
     return _train(*args, **kwargs)
 
 
 def distill(*args: Any, **kwargs: Any):
-    """Distil a SAR student from an optical teacher; see :func:`mmlc.core.distill.distill`."""
-    from .distill import distill as _distill
+    """Distil a SAR student from an optical teacher; see :func:`mmlc.core.fitting.distill.distill`."""
+    from .fitting.distill import distill as _distill
 
     return _distill(*args, **kwargs)
 
 
 def evaluate(*args: Any, **kwargs: Any):
-    """Compare a class raster with reference labels; see :func:`mmlc.core.evaluate.evaluate`."""
-    from .evaluate import evaluate as _evaluate
+    """Compare a class raster with reference labels; see :func:`mmlc.core.assessment.evaluate.evaluate`."""
+    from .assessment.evaluate import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)

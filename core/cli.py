@@ -8,7 +8,7 @@ plain lines. Exit codes: 0 success, ``MmlcError.exit_code`` for typed errors (2 
 file, 4 output, 130 cancelled), 2 for bad command-line usage (argparse), 1 for anything else.
 
 ``torchrun --nproc_per_node=N -m mmlc train ...`` trains with DistributedDataParallel
-(``core/ddp.py``); only rank 0 prints progress and writes files. ``python -m mmlc.core.torchrun``
+(``core/fitting/ddp.py``); only rank 0 prints progress and writes files. ``python -m mmlc.core.torchrun``
 takes the same arguments and also works with a torch built without libuv (Debian's python3-torch).
 """
 from __future__ import annotations
@@ -210,7 +210,7 @@ def _run_train(a: argparse.Namespace, progress: Any) -> str:
 
     scenes = None
     if a.DATASET:
-        from .datasets import scenes_from_dataset
+        from .data.datasets import scenes_from_dataset
         from .errors import InputError
 
         kind, sep, folder = a.DATASET.partition(":")
@@ -285,7 +285,7 @@ def _list_models() -> str:
         except Exception as e:  # a network that fails to import is listed, not fatal
             lines.append(f"  {name:<10} (unavailable: {e})")
     try:
-        from .builtin import list_builtin
+        from .modelfiles.builtin import list_builtin
 
         builtins = list_builtin()
     except Exception:  # built-ins are optional

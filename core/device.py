@@ -6,7 +6,7 @@ on its own BLAS inside hosts (QGIS) that bind it to theirs (:mod:`.torch_blas`).
 from __future__ import annotations
 
 from .errors import InputError
-from .torch_blas import rebind_torch_blas
+from .runtime.torch_blas import rebind_torch_blas
 
 
 def resolve_device(name: str = "auto"):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import diagnostics, installer, qgisenv
+from .runtime import diagnostics, installer, qgisenv
 
 COMMANDS = ("install-deps", "diagnostics")
 

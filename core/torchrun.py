@@ -4,8 +4,8 @@ It takes torchrun's arguments (``--standalone --nproc_per_node=N -m mmlc train .
 whose TCP store has no libuv back end (Debian's ``python3-torch`` 2.6), torch's own launcher
 fails: its rendezvous builds the store with libuv, torch's default, whatever ``USE_LIBUV`` says.
 Here the launcher's stores default to the classic back end instead
-(:func:`mmlc.core.ddp.stores_without_libuv`), and ``USE_LIBUV=0`` reaches the workers, whose
-:func:`mmlc.core.ddp.setup` does the same.
+(:func:`mmlc.core.fitting.ddp.stores_without_libuv`), and ``USE_LIBUV=0`` reaches the workers, whose
+:func:`mmlc.core.fitting.ddp.setup` does the same.
 On a torch with libuv this is exactly ``torchrun``.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from .ddp import store_environment, stores_without_libuv, torch_has_libuv
+from .fitting.ddp import store_environment, stores_without_libuv, torch_has_libuv
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -298,7 +298,7 @@ def test_label_parameters_are_checked_before_running(provider, copies: dict, alg
 def _real_sar_model(path: Path) -> Path:
     """An untrained but real registry network (HFD-Net, SAR VV/VH) saved as a model file."""
     import torch
-    from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
+    from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, save_model_file
     from mmlc.models import build_model
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Class areas (core/areas.py) on a real sample raster with a known grid, in a projected, a
+"""Class areas (core/engine/areas.py) on a real sample raster with a known grid, in a projected, a
 geographic and an area-distorting CRS."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mmlc.core.areas import area_lines, band_area_m2, class_areas, write_area_csv
 from mmlc.core.classes import ClassInfo
+from mmlc.core.engine.areas import area_lines, band_area_m2, class_areas, write_area_csv
 from osgeo import gdal
 
 CLASSES = [ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "dense vegetation", "#33a02c"),

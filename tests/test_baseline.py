@@ -1,4 +1,4 @@
-"""Random-forest baseline (core.baseline) and its report section, on the NC Landsat labels."""
+"""Random-forest baseline (core.assessment.baseline) and its report section, on the NC Landsat labels."""
 from __future__ import annotations
 
 import sys
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mmlc.core.baseline import BaselineResult, forest_baseline, pixel_features
-from mmlc.core.datasets import Scene, load_scene
-from mmlc.core.reports import write_training_report
-from mmlc.core.training import prepare_data, resolve_classes
+from mmlc.core.assessment.baseline import BaselineResult, forest_baseline, pixel_features
+from mmlc.core.assessment.reports import write_training_report
+from mmlc.core.data.datasets import Scene, load_scene
+from mmlc.core.fitting.training import prepare_data, resolve_classes
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_forest_on_nc_labels_is_scored_on_the_validation_pixels(nc_prepared) -> 
 
 def test_report_shows_forest_beside_the_network(nc_prepared, tmp_path) -> None:
     pytest.importorskip("sklearn")
-    from mmlc.core.metrics import Metrics
-    from mmlc.core.modelfile import ModelCard
+    from mmlc.core.assessment.metrics import Metrics
+    from mmlc.core.modelfiles.modelfile import ModelCard
 
     res = forest_baseline(nc_prepared.scenes, nc_prepared.classes, seed=0, trees=20)
     k = len(nc_prepared.classes)
@@ -67,7 +67,7 @@ def test_report_shows_forest_beside_the_network(nc_prepared, tmp_path) -> None:
 
 
 def test_report_says_when_sklearn_is_missing(nc_prepared, tmp_path, monkeypatch) -> None:
-    from mmlc.core.modelfile import ModelCard
+    from mmlc.core.modelfiles.modelfile import ModelCard
 
     for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
         monkeypatch.delitem(sys.modules, name)

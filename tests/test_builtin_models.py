@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mmlc.core.builtin import MODELS_DIR, list_builtin, resolve_model
 from mmlc.core.errors import ModelFileError
-from mmlc.core.modelfile import build_from_file, compress_state, expand_state, read_card
+from mmlc.core.modelfiles.builtin import MODELS_DIR, list_builtin, resolve_model
+from mmlc.core.modelfiles.modelfile import build_from_file, compress_state, expand_state, read_card
 from osgeo import gdal
 
 BUILTINS = ["asanet-demo", "das2f-demo", "hfdnet-demo", "prsanet-demo"]
@@ -60,7 +60,7 @@ def test_int8_storage_round_trip_is_close() -> None:
 
 def test_hfdnet_demo_on_the_held_out_pair(tmp_path: Path, bigearthnet: Path) -> None:
     """The SAR-only built-in maps the held-out Sentinel-1 patch on its exact grid with its classes."""
-    from mmlc.core.classify import classify
+    from mmlc.core.engine.classify import classify
 
     sar = bigearthnet / f"{HELD_OUT}__s1_vv_vh_db.tif"
     res = classify("hfdnet-demo", [str(sar)], str(tmp_path / "lc.tif"), device="cpu")

@@ -8,9 +8,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from mmlc.core.cardinfo import read_card_light, rewrite_card
 from mmlc.core.errors import ModelFileError
-from mmlc.core.modelfile import load_model_file, read_card
+from mmlc.core.modelfiles.cardinfo import read_card_light, rewrite_card
+from mmlc.core.modelfiles.modelfile import load_model_file, read_card
 from mmlc.tools.card_bands import BUILTIN_INPUTS, annotate
 
 MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"

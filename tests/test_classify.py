@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mmlc.core import api
-from mmlc.core.builtin import list_builtin, resolve_model
 from mmlc.core.classes import ClassInfo
-from mmlc.core.classify import classify
+from mmlc.core.engine.classify import classify
+from mmlc.core.engine.grid import Grid
 from mmlc.core.errors import GridError, InputError, ModelFileError, OutputError
-from mmlc.core.grid import Grid
+from mmlc.core.modelfiles.builtin import list_builtin, resolve_model
 from osgeo import gdal, ogr
 from test_inference import CLASSES3, make_dense_model, make_patch_model
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmlc.core.cli import main
-from mmlc.core.modelfile import read_card
+from mmlc.core.modelfiles.modelfile import read_card
 from mmlc.models.registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Benchmark folder readers (``core.datasets.scenes_from_dataset``) on tiny synthetic layouts.
+"""Benchmark folder readers (``core.data.datasets.scenes_from_dataset``) on tiny synthetic layouts.
 
 Each test builds a few 16x16 files in the layout the reader's docstring (and the dataset's
 public release) describes, checks the scenes it returns (count, input order, labels, split,
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mmlc.core.datasets import Scene, load_scene, scenes_from_dataset
+from mmlc.core.data.datasets import Scene, load_scene, scenes_from_dataset
 from mmlc.core.errors import InputError
 from osgeo import gdal, ogr, osr
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mmlc.core.ddp import store_environment, torch_has_libuv
+from mmlc.core.fitting.ddp import store_environment, torch_has_libuv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     import torch, torch.nn as nn, torch.nn.functional as F
     torch.set_num_threads(1)
     from mmlc.models.registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
-    from mmlc.core.training import train, Scene
+    from mmlc.core.fitting.training import train, Scene
 
     class DdpNet(nn.Module):
         def __init__(self, num_classes, optical_channels=10, sar_channels=2):
@@ -90,7 +90,7 @@ def test_launcher_store_runs_without_libuv(monkeypatch):
     """mmlc's torchrun gives torch's launcher a store on the classic back end, which every torch has."""
     import importlib
 
-    from mmlc.core.ddp import _STORE_USERS, stores_without_libuv
+    from mmlc.core.fitting.ddp import _STORE_USERS, stores_without_libuv
 
     for name in _STORE_USERS:  # undone after the test
         module = importlib.import_module(name)

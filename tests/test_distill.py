@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmlc.core.distill import distill
 from mmlc.core.errors import InputError, ModelFileError
-from mmlc.core.modelfile import build_from_file, load_model_file
-from mmlc.core.training import train
+from mmlc.core.fitting.distill import distill
+from mmlc.core.fitting.training import train
+from mmlc.core.modelfiles.modelfile import build_from_file, load_model_file
 from mmlc.models.registry import build_model
 
 PAIR = "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48__"
@@ -61,7 +61,7 @@ def test_distill_refuses_wrong_teachers(teacher, pair, tmp_path):
     other = tmp_path / "other.mmlc"
     card, tensors = load_model_file(teacher)
     card.architecture = "prsanet"
-    from mmlc.core.modelfile import save_model_file
+    from mmlc.core.modelfiles.modelfile import save_model_file
 
     save_model_file(other, card, tensors)
     with pytest.raises(InputError, match="hfdnet teacher"):

@@ -1,4 +1,4 @@
-"""core/evaluate.py and core/reports.py on the North Carolina sample labels."""
+"""core/assessment/evaluate.py and core/assessment/reports.py on the North Carolina sample labels."""
 from __future__ import annotations
 
 import builtins
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmlc.core.assessment.evaluate import evaluate
+from mmlc.core.assessment.metrics import Metrics
+from mmlc.core.assessment.reports import write_evaluation_report, write_training_report
 from mmlc.core.classes import ClassInfo
 from mmlc.core.errors import Cancelled, GridError, InputError, OutputError
-from mmlc.core.evaluate import evaluate
-from mmlc.core.metrics import Metrics
-from mmlc.core.modelfile import ModalityCard, ModelCard
+from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard
 from mmlc.core.progress import CallbackProgress
-from mmlc.core.reports import write_evaluation_report, write_training_report
 from osgeo import gdal
 
 NAMES = {1: "developed", 2: "agriculture", 3: "herbaceous", 4: "shrubland", 5: "forest", 6: "water", 7: "sediment"}

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmlc.core.data.labels import read_labels
+from mmlc.core.engine.gdal_errors import gdal_call, gdal_failed
+from mmlc.core.engine.grid import Grid
+from mmlc.core.engine.io import AlignedReader, open_raster
 from mmlc.core.errors import InputError
-from mmlc.core.gdal_errors import gdal_call, gdal_failed
-from mmlc.core.grid import Grid
-from mmlc.core.io import AlignedReader, open_raster
-from mmlc.core.labels import read_labels
 from osgeo import gdal, ogr, osr
 
 _MODULES = (gdal, ogr, osr)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmlc.core.engine.grid import Grid
+from mmlc.core.engine.io import AlignedReader, reflect101
 from mmlc.core.errors import GridError, InputError
-from mmlc.core.grid import Grid
-from mmlc.core.io import AlignedReader, reflect101
 from osgeo import gdal, osr
 
 

@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mmlc.core import api
-from mmlc.core.atomic import RunFiles, commit_group, temp_path
+from mmlc.core.assessment.evaluate import confusion_csv
+from mmlc.core.assessment.metrics import Metrics
 from mmlc.core.classes import ClassInfo
+from mmlc.core.data.labels import read_labels
+from mmlc.core.engine.atomic import RunFiles, commit_group, temp_path
+from mmlc.core.engine.io import AlignedReader
+from mmlc.core.engine.output_paths import check_outputs
+from mmlc.core.engine.outputs import OutputSet
+from mmlc.core.engine.value_checks import type_mismatch
 from mmlc.core.errors import InputError, ModelFileError, OutputError
-from mmlc.core.evaluate import confusion_csv
-from mmlc.core.io import AlignedReader
-from mmlc.core.labels import read_labels
-from mmlc.core.metrics import Metrics
-from mmlc.core.modelfile import ModalityCard, ModelCard, read_card, save_model_file
-from mmlc.core.output_paths import check_outputs
-from mmlc.core.outputs import OutputSet
+from mmlc.core.fitting.training import record_profile, resolve_variant
+from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, read_card, save_model_file
 from mmlc.core.progress import NullProgress
-from mmlc.core.training import record_profile, resolve_variant
-from mmlc.core.value_checks import type_mismatch
 from mmlc.models.registry import get_spec
 from osgeo import gdal
 from test_inference import CLASSES3, TinyFCN, make_dense_model
@@ -189,7 +189,7 @@ def test_fill_values_and_infinities_are_nodata(tmp_path: Path, dense_model: Path
 
 
 def test_non_finite_network_output_is_never_a_class(tmp_path: Path, spacenet6: Path) -> None:
-    from mmlc.core.grid import Grid
+    from mmlc.core.engine.grid import Grid
 
     grid = Grid.from_path(str(spacenet6 / "ms1_2m_uint16.tif"))
     probs = np.full((3, 150, 150), 1 / 3, np.float32)
@@ -366,7 +366,8 @@ import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 import test_inference  # registers the tiny test network
-from mmlc.core import cli, outputs
+from mmlc.core import cli
+from mmlc.core.engine import outputs
 real = outputs.OutputSet._write_block
 def killing(self, *a):
     os.kill(os.getpid(), signal.SIGTERM)
@@ -403,7 +404,7 @@ def test_disk_full_is_reported_with_nothing_left(tmp_path: Path, dense_model: Pa
 
 # --- E: smaller ones -----------------------------------------------------------------------------
 def test_negative_label_values_are_refused_unless_declared_nodata(tmp_path: Path, spacenet6: Path) -> None:
-    from mmlc.core.grid import Grid
+    from mmlc.core.engine.grid import Grid
 
     src = str(spacenet6 / "rgb_unmasked.tif")
     grid = Grid.from_path(src)
@@ -479,7 +480,7 @@ def test_distill_teacher_takes_built_in_names(tmp_path: Path, pair: list[str]) -
 
 
 def test_gdal_write_failures_become_one_line_output_errors(tmp_path: Path) -> None:
-    from mmlc.core.atomic import checked_gdal_write
+    from mmlc.core.engine.atomic import checked_gdal_write
 
     with pytest.raises(OutputError, match="^disk full at .*o.tif; free some space"):
         with checked_gdal_write(tmp_path / "o.tif"):  # GDAL with exceptions enabled raises RuntimeError
@@ -495,7 +496,7 @@ def test_gdal_write_failures_become_one_line_output_errors(tmp_path: Path) -> No
 
 
 def test_negative_values_in_a_vector_class_field_are_refused(tmp_path: Path, nc_landsat: Path) -> None:
-    from mmlc.core.grid import Grid
+    from mmlc.core.engine.grid import Grid
     from osgeo import ogr
 
     grid = Grid.from_path(str(nc_landsat / "landsat96_labelled_pixels.tif"))

@@ -12,9 +12,9 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 from mmlc.core import api
+from mmlc.core.engine.sizes import check_tile_memory, clamp_tile, tile_buffer_bytes
 from mmlc.core.errors import InputError, ModelFileError
-from mmlc.core.modelfile import _digest, build_from_file, load_model_file, read_card
-from mmlc.core.sizes import check_tile_memory, clamp_tile, tile_buffer_bytes
+from mmlc.core.modelfiles.modelfile import _digest, build_from_file, load_model_file, read_card
 from osgeo import gdal
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -188,7 +188,7 @@ def test_tiles_whose_buffers_do_not_fit_are_refused_with_the_figures() -> None:
 def test_training_tile_is_checked_before_reading_and_cut_to_the_scenes(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from mmlc.core.training import training_tile
+    from mmlc.core.fitting.training import training_tile
 
     nowhere = str(tmp_path / "no_such.tif")
     with pytest.raises(InputError, match="TILE_SIZE 100000 must be between 8 and 8192"):

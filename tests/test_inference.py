@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from mmlc.core.classes import ClassInfo, default_color
-from mmlc.core.classify import classify
+from mmlc.core.engine.classify import classify
+from mmlc.core.engine.inference import Axis, Runner, TileBlender, patch_halo, tile_starts
+from mmlc.core.engine.io import AlignedReader
+from mmlc.core.engine.normalize import apply as normalize_apply
 from mmlc.core.errors import Cancelled
-from mmlc.core.inference import Axis, Runner, TileBlender, patch_halo, tile_starts
-from mmlc.core.io import AlignedReader
-from mmlc.core.modelfile import ModalityCard, ModelCard, save_model_file
-from mmlc.core.normalize import apply as normalize_apply
+from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, save_model_file
 from mmlc.core.progress import CallbackProgress
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
 from osgeo import gdal
@@ -200,7 +200,7 @@ def test_tiled_equals_one_forward_pass(tmp_path: Path, spacenet6: Path) -> None:
                    tile_size=64, overlap=16, device="cpu")
     assert res.tiles == 16
     # reference: the whole 200 x 200 raster in one forward pass
-    from mmlc.core.modelfile import build_from_file
+    from mmlc.core.modelfiles.modelfile import build_from_file
 
     card, net = build_from_file(model)
     with AlignedReader([rgb, sar]) as r:
@@ -227,7 +227,7 @@ def test_patch_mode_equals_direct_per_pixel(tmp_path: Path, spacenet6: Path) -> 
                    tile_size=32, batch_size=1, device="cpu")
     out = gdal.Open(res.output).ReadAsArray()
     conf = gdal.Open(res.confidence).ReadAsArray()
-    from mmlc.core.modelfile import build_from_file
+    from mmlc.core.modelfiles.modelfile import build_from_file
 
     card, net = build_from_file(model)
     ms_raw = gdal.Open(str(ms)).ReadAsArray().astype(np.float32)
@@ -260,8 +260,8 @@ def test_cancel_leaves_no_file(tmp_path: Path, spacenet6: Path) -> None:
 def test_normalisation_on_the_model_side_equals_training_normalisation(spacenet6: Path, to_db: bool) -> None:
     """The engine reads windows in the files' own types and normalises with torch on the model's
     device: the result equals the numpy normalisation training uses, with nodata -> 0."""
-    from mmlc.core.io import AlignedReader
-    from mmlc.core.normalize import apply_torch, model_input
+    from mmlc.core.engine.io import AlignedReader
+    from mmlc.core.engine.normalize import apply_torch, model_input
 
     card = ModalityCard("sar", 4, mean=[0.5, 0.4, 0.3, 0.2] if to_db else [-12.0] * 4, std=[2.0, 3.0, 4.0, 5.0],
                         to_db=to_db)
@@ -283,11 +283,11 @@ def test_normalisation_on_the_model_side_equals_training_normalisation(spacenet6
 @pytest.mark.parametrize("keep", ["0", "1"])
 def test_heap_threshold_pinned_once_unless_switched_off(keep: str) -> None:
     """classify() pins glibc's mmap threshold (bounded peak memory on large rasters, see
-    core/heap.py); MMLC_KEEP_MALLOC_SETTINGS=1 leaves glibc alone."""
+    core/engine/heap.py); MMLC_KEEP_MALLOC_SETTINGS=1 leaves glibc alone."""
     import subprocess
     import sys
 
-    code = ("from mmlc.core.heap import pin_mmap_threshold as p; a = p(); b = p(); "
+    code = ("from mmlc.core.engine.heap import pin_mmap_threshold as p; a = p(); b = p(); "
             "print(a, b)")
     import mmlc
 
@@ -320,7 +320,7 @@ def test_serial_mode_equals_threaded_mode(tmp_path: Path, spacenet6: Path, kind:
 def test_reader_side_normalisation_equals_model_side(tmp_path: Path, spacenet6: Path, kind: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU the reader normalises (numpy); on a GPU the model's side does (torch): same map."""
-    import mmlc.core.inference as inference
+    import mmlc.core.engine.inference as inference
 
     model, ins = _model_and_inputs(kind, tmp_path, spacenet6)
     a = classify(model, ins, str(tmp_path / "a.tif"), confidence=str(tmp_path / "ac.tif"), device="cpu")
@@ -354,7 +354,7 @@ def test_model_workers_keep_order_pass_errors_and_restore_threads() -> None:
     import time
 
     import torch
-    from mmlc.core.inference import ModelWorkers, cpu_workers
+    from mmlc.core.engine.inference import ModelWorkers, cpu_workers
 
     assert cpu_workers(torch.device("cuda"), 8) == 1
     assert cpu_workers(torch.device("cpu"), 2) == 2 and cpu_workers(torch.device("cpu"), 16) == 4
@@ -397,7 +397,7 @@ def test_model_workers_keep_order_pass_errors_and_restore_threads() -> None:
 def test_trimmer_trims_only_after_growth(monkeypatch: pytest.MonkeyPatch) -> None:
     """heap.Trimmer calls malloc_trim once the resident size grew by its slack since the last
     trim, never in a steady run."""
-    from mmlc.core import heap
+    from mmlc.core.engine import heap
 
     calls = []
 

@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from mmlc.core import installer, qgisenv
+from mmlc.core.runtime import installer, qgisenv
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter Debian's QGIS embeds
@@ -548,7 +548,7 @@ def test_dialog_in_a_qgis_without_torch_needs_no_restart(tmp_path: Path, small_w
 import sys, time
 from qgis.core import QgsApplication
 app = QgsApplication([], True); app.initQgis()
-from mmlc.core import qgisenv
+from mmlc.core.runtime import qgisenv
 from mmlc.ui.dialogs.install import InstallDialog
 d = InstallDialog({str(tmp_path / 'profile')!r}, python={SYSTEM_PYTHON!r}, gpu=qgisenv.GpuInfo(note='test'))
 d.show()

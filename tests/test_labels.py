@@ -1,4 +1,4 @@
-"""core/labels.py on the North Carolina sample: class raster, label points and polygons."""
+"""core/data/labels.py on the North Carolina sample: class raster, label points and polygons."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mmlc.core.classes import ClassInfo
+from mmlc.core.data.labels import apply_remap, labels_from_table, read_labels
+from mmlc.core.engine.grid import Grid
 from mmlc.core.errors import GridError, InputError
-from mmlc.core.grid import Grid
-from mmlc.core.labels import apply_remap, labels_from_table, read_labels
 from osgeo import gdal, ogr, osr
 
 # the label names of the shapefiles and their integer ids (ogrinfo: one id per label)

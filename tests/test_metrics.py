@@ -1,4 +1,4 @@
-"""core/metrics.py against a confusion matrix computed by hand."""
+"""core/assessment/metrics.py against a confusion matrix computed by hand."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from mmlc.core.assessment.metrics import ConfusionAccumulator, Metrics, confusion_matrix
 from mmlc.core.classes import ClassInfo
-from mmlc.core.metrics import ConfusionAccumulator, Metrics, confusion_matrix
 
 # Hand-made matrix, rows = reference, columns = prediction, classes 1, 2, 3:
 #            p1  p2  p3 | row

@@ -10,7 +10,14 @@ import torch
 import torch.nn as nn
 from mmlc.core.classes import ClassInfo
 from mmlc.core.errors import ModelFileError
-from mmlc.core.modelfile import ModalityCard, ModelCard, build_from_file, load_model_file, read_card, save_model_file
+from mmlc.core.modelfiles.modelfile import (
+    ModalityCard,
+    ModelCard,
+    build_from_file,
+    load_model_file,
+    read_card,
+    save_model_file,
+)
 from mmlc.models.registry import ModalitySpec, ModelSpec, register
 
 
@@ -135,7 +142,7 @@ def test_failed_save_leaves_previous_file_and_no_temp(saved):
 
 def test_built_on_meta_then_assigned_equals_a_plainly_built_network() -> None:
     """build_from_file skips the random initialisation (meta device + assign): same network."""
-    from mmlc.core.builtin import resolve_model
+    from mmlc.core.modelfiles.builtin import resolve_model
     from mmlc.models import build_model
 
     path = resolve_model("hfdnet-demo")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mmlc.core.classes import ClassInfo
+from mmlc.core.engine.grid import Grid
+from mmlc.core.engine.outputs import OutputSet, check_output_paths, qml_text
 from mmlc.core.errors import OutputError
-from mmlc.core.grid import Grid
-from mmlc.core.outputs import OutputSet, check_output_paths, qml_text
 from osgeo import gdal
 
 CLASSES = [ClassInfo(3, "water & <ice>", "#1f78b4"), ClassInfo(9, "forest", "#33a02c")]
@@ -93,7 +93,7 @@ def test_check_output_paths(tmp_path: Path, spacenet6: Path) -> None:
 
 
 def test_argmax_max_matches_numpy_including_ties() -> None:
-    from mmlc.core.outputs import argmax_max
+    from mmlc.core.engine.outputs import argmax_max
 
     rng = np.random.default_rng(3)
     p = rng.integers(0, 3, size=(5, 40, 30)).astype(np.float32)  # many ties
@@ -109,7 +109,7 @@ def test_argmax_max_matches_numpy_including_ties() -> None:
 
 @pytest.mark.parametrize("k", [1, 4, 40])
 def test_class_counts_match_bincount(k: int) -> None:
-    from mmlc.core.outputs import class_counts
+    from mmlc.core.engine.outputs import class_counts
 
     rng = np.random.default_rng(k)
     idx = rng.integers(0, k, size=(33, 17)).astype(np.uint8)

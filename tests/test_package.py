@@ -99,10 +99,10 @@ def _try_script(unpacked: Path, out_dir: Path) -> str:
     return textwrap.dedent(f"""
         import json, mmlc
         from pathlib import Path
-        from mmlc.core.builtin import resolve_model
-        from mmlc.core.classify import classify
-        from mmlc.core.grid import Grid
-        from mmlc.core.modelfile import read_card
+        from mmlc.core.modelfiles.builtin import resolve_model
+        from mmlc.core.engine.classify import classify
+        from mmlc.core.engine.grid import Grid
+        from mmlc.core.modelfiles.modelfile import read_card
         plugin = Path(mmlc.__file__).parent
         assert str(plugin).startswith({str(unpacked)!r}), plugin
         samples = plugin / "resources" / "sample_data"
@@ -143,7 +143,7 @@ def test_the_builtin_models_run_offline_from_the_unpacked_zip(unpacked: Path, tm
         assert (values > 0).any(), name
         assert set(np.unique(values[values > 0]).tolist()) <= set(r["classes"]), name
     # the same map as the repository's copy of the model gives (hfdnet-demo: the cheapest one)
-    from mmlc.core.classify import classify
+    from mmlc.core.engine.classify import classify
 
     ref = classify("hfdnet-demo", [str(ROOT / "resources" / "sample_data" / TRY["hfdnet-demo"][0][0])],
                    str(tmp_path / "ref.tif"), extent=_extent(report["hfdnet-demo"]), device="cpu")
@@ -152,7 +152,7 @@ def test_the_builtin_models_run_offline_from_the_unpacked_zip(unpacked: Path, tm
 
 
 def _extent(r: dict) -> tuple[float, float, float, float]:
-    from mmlc.core.grid import Grid
+    from mmlc.core.engine.grid import Grid
 
     g = Grid.from_path(r["input"])
     c0, r0, n = r["window"]

@@ -1,11 +1,11 @@
-"""One patch geometry for training, the Xi'an cutter and the engine (core/patches.py)."""
+"""One patch geometry for training, the Xi'an cutter and the engine (core/data/patches.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from mmlc.core.data.patches import PatchCutter, halo_for, patch_margins
+from mmlc.core.engine.io import reflect101
 from mmlc.core.errors import InputError
-from mmlc.core.io import reflect101
-from mmlc.core.patches import PatchCutter, halo_for, patch_margins
 
 
 def _crop(a: np.ndarray, r: int, c: int, p: int, anchor: int, k: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from mmlc.core.classify import classify
+from mmlc.core.engine.classify import classify
 from mmlc.core.errors import Cancelled
 from mmlc.core.progress import CallbackProgress, Steps, format_duration
 from test_inference import exact_pan, make_dense_model, make_patch_model

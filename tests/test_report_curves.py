@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmlc.core.assessment.reports import curves_figures, split_curves, write_training_report
 from mmlc.core.classes import ClassInfo
-from mmlc.core.modelfile import ModalityCard, ModelCard
-from mmlc.core.reports import curves_figures, split_curves, write_training_report
+from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard
 
 HISTORY = [
     {"epoch": 1.0, "loss": 2.31, "aux_loss": 1.9, "lr": 4e-4, "val_overall_accuracy": 0.41, "val_miou": 0.2,

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mmlc.core.classes import ClassInfo
+from mmlc.core.data.labels import LabelSource
+from mmlc.core.engine.grid import Grid
+from mmlc.core.engine.outputs import OutputSet, qml_text
 from mmlc.core.errors import InputError, OutputError
-from mmlc.core.grid import Grid
-from mmlc.core.labels import LabelSource
-from mmlc.core.outputs import OutputSet, qml_text
 from osgeo import ogr
 
 AWKWARD = [ClassInfo(1, "Wasser & <Eis>", "#1f78b4"), ClassInfo(2, "l'herbe \"haute\"\tet\nbasse", "#33a02c"),
@@ -87,8 +87,8 @@ def test_no_assert_left_in_runtime_code(repo_root: Path) -> None:
 
 def test_checks_hold_under_python_O(tmp_path: Path, spacenet6: Path) -> None:
     code = (
-        "from mmlc.core.outputs import OutputSet\n"
-        "from mmlc.core.grid import Grid\n"
+        "from mmlc.core.engine.outputs import OutputSet\n"
+        "from mmlc.core.engine.grid import Grid\n"
         "from mmlc.core.errors import OutputError\n"
         f"g = Grid.from_path({str(spacenet6 / 'ms1_2m_uint16.tif')!r})\n"
         "try:\n    OutputSet(g, [], '')\nexcept OutputError as e:\n    print('REFUSED', e)\n"

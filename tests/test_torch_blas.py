@@ -1,4 +1,4 @@
-"""core.torch_blas: torch keeps its own BLAS when the host process put another one in the global
+"""core.runtime.torch_blas: torch keeps its own BLAS when the host process put another one in the global
 scope (QGIS's executable links the system OpenBLAS; simulated here with LD_PRELOAD)."""
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ SYSTEM_BLAS = next((p for p in ("/usr/lib/x86_64-linux-gnu/libblas.so.3", "/usr/
 PROBE = """
 import ctypes, json, sys
 import torch
-from mmlc.core.torch_blas import rebind_torch_blas, _loaded_path
+from mmlc.core.runtime.torch_blas import rebind_torch_blas, _loaded_path
 def owner_of_torch_sgemm():
     # where libtorch_cpu's own PLT slot for sgemm_ points now
-    from mmlc.core import torch_blas as tb
+    from mmlc.core.runtime import torch_blas as tb
     path = _loaded_path("libtorch_cpu.so")
     own = ctypes.CDLL(path, mode=__import__("os").RTLD_NOLOAD | __import__("os").RTLD_LAZY)
     entries = {n: (o, v) for n, o, v in tb._plt_self_bindings(path)}

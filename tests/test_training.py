@@ -16,13 +16,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmlc.core.datasets import Scene, load_scene, scenes_from_dataset
+from mmlc.core.data.datasets import Scene, load_scene, scenes_from_dataset
+from mmlc.core.data.samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, augment, epoch_order
+from mmlc.core.data.splits import block_split
 from mmlc.core.errors import Cancelled, InputError, OutputError
-from mmlc.core.modelfile import load_model_file
+from mmlc.core.fitting.training import lr_factor, resume_path_for, train
+from mmlc.core.modelfiles.modelfile import load_model_file
 from mmlc.core.progress import CallbackProgress
-from mmlc.core.samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, augment, epoch_order
-from mmlc.core.splits import block_split
-from mmlc.core.training import lr_factor, resume_path_for, train
 from mmlc.models.registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,7 +318,7 @@ _RESUME_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{pkg!r}, {tests!r}]
     import test_training  # registers the tiny networks
-    from mmlc.core.training import train, Scene
+    from mmlc.core.fitting.training import train, Scene
     from mmlc.core.progress import CallbackProgress
     r = test_training.resume_run(sys.argv[1], {ben!r}, {sleep})
     print("RESUMED_FROM", r.resumed_from_epoch, "EPOCHS", r.epochs_run)

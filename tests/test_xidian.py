@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmlc.core.data.xidian import PatchCutter, cut_patches, labelled_pixels, minmax_normalise, read_xidian
+from mmlc.core.engine.io import reflect101
 from mmlc.core.errors import GridError, InputError
-from mmlc.core.io import reflect101
-from mmlc.core.xidian import PatchCutter, cut_patches, labelled_pixels, minmax_normalise, read_xidian
 from osgeo import gdal
 
 

@@ -1,7 +1,7 @@
 """Put band names and the expected input data into the built-in models' cards (re-runnable).
 
 ``python -m mmlc.tools.card_bands`` rewrites ``resources/models/<name>.mmlc`` in place through
-:func:`core.cardinfo.rewrite_card`: only the card in the header changes, the weights are copied
+:func:`core.modelfiles.cardinfo.rewrite_card`: only the card in the header changes, the weights are copied
 byte for byte (their checksum stays valid). Running it again changes nothing. ``make_models``
 calls it after building the models, so regenerated cards carry the same information.
 
@@ -48,7 +48,7 @@ BUILTIN_INPUTS: dict[str, list[tuple[list[str], dict[str, Any]]]] = {
 
 def annotate(path: Path, inputs: list[tuple[list[str], dict[str, Any]]]) -> bool:
     """Set band names and expected inputs on the card of ``path``; True if the file changed."""
-    from ..core.cardinfo import rewrite_card
+    from ..core.modelfiles.cardinfo import rewrite_card
 
     def edit(card: Any) -> None:
         if len(card.modalities) != len(inputs):

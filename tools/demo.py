@@ -64,7 +64,7 @@ def main(out_dir: Path = ROOT / "demo_output") -> int:
     os.environ["GDAL_PAM_ENABLED"] = "NO"  # rendering must not leave .aux.xml files beside the samples
     from qgis.core import QgsApplication, QgsRasterLayer
 
-    from ..core.builtin import list_builtin
+    from ..core.modelfiles.builtin import list_builtin
     from .render import export_png, rgb_composite
 
     out_dir.mkdir(parents=True, exist_ok=True)

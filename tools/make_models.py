@@ -35,7 +35,7 @@ def ben(pair: str, kind: str) -> str:
 
 def compress(path: Path, storage: str) -> None:
     """Re-save a model file with smaller weights (fp16, or int8 per-channel for the big ones)."""
-    from ..core.modelfile import load_model_file, save_model_file
+    from ..core.modelfiles.modelfile import load_model_file, save_model_file
 
     card, tensors = load_model_file(path)
     card.provenance["storage"] = storage
@@ -45,10 +45,10 @@ def compress(path: Path, storage: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..core.datasets import Scene, scenes_from_dataset
-    from ..core.distill import distill
+    from ..core.data.datasets import Scene, scenes_from_dataset
+    from ..core.fitting.distill import distill
+    from ..core.fitting.training import train
     from ..core.progress import NullProgress
-    from ..core.training import train
     from .card_bands import BUILTIN_INPUTS, annotate
 
     ap = argparse.ArgumentParser(description=__doc__)

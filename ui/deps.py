@@ -2,7 +2,7 @@
 
 Checking uses ``importlib.util.find_spec`` so nothing heavy is imported when QGIS starts. The
 answer is the *Install PyTorch for mmlc* dialog (``ui/dialogs/install.py``), which installs into
-the profile's ``python/mmlc-deps/pyXY`` folder with :mod:`..core.installer`; without the desktop
+the profile's ``python/mmlc-deps/pyXY`` folder with :mod:`..core.runtime.installer`; without the desktop
 (qgis_process on a server) the message names the equivalent ``python -m mmlc install-deps``.
 
 An algorithm that finds torch missing runs in a Processing worker thread, where no dialog may be
@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
 
-from ..core import installer, qgisenv
+from ..core.runtime import installer, qgisenv
 
 TORCH_REQUIREMENT = installer.TORCH_REQUIREMENT
 OTHER_REQUIREMENTS = installer.OTHER_REQUIREMENTS

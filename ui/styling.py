@@ -57,7 +57,7 @@ def style_confidence_raster(layer: QgsRasterLayer) -> None:
     layer.triggerRepaint()
 
 
-# The class-value field of the OUTPUT_VECTOR GeoPackage (core/outputs.py writes "class" and "name").
+# The class-value field of the OUTPUT_VECTOR GeoPackage (core/engine/outputs.py writes "class" and "name").
 POLYGON_CLASS_FIELD = "class"
 
 

@@ -91,9 +91,9 @@ class ClassifyAlgorithm(MmlcAlgorithm):
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
-        from ...core.builtin import resolve_model
-        from ...core.cardinfo import read_card_light
         from ...core.errors import MmlcError
+        from ...core.modelfiles.builtin import resolve_model
+        from ...core.modelfiles.cardinfo import read_card_light
         from ..widgets.model_info import band_check
 
         try:
@@ -152,7 +152,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
             results["OUTPUT_VECTOR"] = vector
         table = self.report_areas(result, feedback)
         if areas_csv and table is not None:
-            from ...core.areas import write_area_csv
+            from ...core.engine.areas import write_area_csv
             from ...core.errors import MmlcError
 
             try:
@@ -165,7 +165,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
     @staticmethod
     def report_areas(result, feedback):
         """Log the class area table (pixels, hectares, share) and the run's speed; return it."""
-        from ...core.areas import area_lines, class_areas
+        from ...core.engine.areas import area_lines, class_areas
         from ...core.errors import MmlcError
         from ...core.progress import format_duration
 

@@ -1,4 +1,4 @@
-"""The *Diagnostics* dialog: the report of :mod:`..core.diagnostics` plus QGIS/Qt versions, with
+"""The *Diagnostics* dialog: the report of :mod:`..core.runtime.diagnostics` plus QGIS/Qt versions, with
 one button that copies it all for a bug report."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Optional
 from qgis.PyQt.QtGui import QFontDatabase, QGuiApplication
 from qgis.PyQt.QtWidgets import QDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from ...core import diagnostics
+from ...core.runtime import diagnostics
 
 
 def host_info() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 States (``state`` attribute, also shown in the status line): ``ready`` (plan shown, Install
 enabled), ``installing`` (progress bar, Cancel enabled), then ``done``, ``failed`` or ``cancelled``.
-The install runs :func:`..core.installer.run_install` in a QThread; its signals are delivered in
+The install runs :func:`..core.runtime.installer.run_install` in a QThread; its signals are delivered in
 the dialog's thread. On success the new folder is put on ``sys.path`` so the algorithms work at
 once, or the dialog says to restart QGIS when torch had already been imported (a failed or
 other copy cannot be replaced in a running Python).
@@ -32,7 +32,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ...core import installer, qgisenv
+from ...core.runtime import installer, qgisenv
 
 TITLE = "Install PyTorch for mmlc"
 

@@ -34,16 +34,16 @@ _SETTINGS_KEY = "mmlc/last_model_folder"
 
 
 def builtin_models() -> list[str]:
-    from ...core.builtin import list_builtin
+    from ...core.modelfiles.builtin import list_builtin
 
     return list_builtin()
 
 
 def load_card(value: str) -> tuple[Optional[Any], str]:
     """(card, '') for a built-in name or model path, or (None, why not) without raising."""
-    from ...core.builtin import resolve_model
-    from ...core.cardinfo import read_card_light
     from ...core.errors import MmlcError
+    from ...core.modelfiles.builtin import resolve_model
+    from ...core.modelfiles.cardinfo import read_card_light
 
     text = (value or "").strip()
     if not text:

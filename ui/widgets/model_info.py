@@ -1,6 +1,6 @@
 """What a model needs and where it came from, as rich text for the model chooser's info panel.
 
-Built from the model card alone (:mod:`core.cardinfo`, no PyTorch): architecture and variant,
+Built from the model card alone (:mod:`core.modelfiles.cardinfo`, no PyTorch): architecture and variant,
 the inputs in order with their band names, data type and resolution, the classes with their
 colours, and the training provenance (date, data, labels note, validation scores).
 """
@@ -65,7 +65,7 @@ def input_lines(card: Any) -> list[str]:
 
 
 def card_html(card: Any, source: str = "") -> str:
-    """The info panel's rich text for ``card`` (a ``core.modelfile.ModelCard``)."""
+    """The info panel's rich text for ``card`` (a ``core.modelfiles.modelfile.ModelCard``)."""
     variant = f" ({_e(card.variant)})" if card.variant else ""
     head = _HEADS.get(card.head_kind, _e(card.head_kind))
     parts = [f"<b>{_e(card.architecture)}</b>{variant} · {head}"]

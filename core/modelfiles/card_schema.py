@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 MAX_CARD_CHARS = 2_000_000
 MAX_DEPTH = 12  # of the whole card (provenance holds nested metrics)

@@ -18,7 +18,7 @@ vector layer burns 1 (no field needed; points and lines are not areas and are ig
 valid non-zero pixel of a raster reads 1, whatever its values.
 
 Labels are returned as uint16 with 0 = unlabelled, matching ``ClassInfo`` values (1..65534).
-:class:`LabelSource` keeps the file open so that ``core/evaluate.py`` and the training samplers
+:class:`LabelSource` keeps the file open so that ``core/assessment/evaluate.py`` and the training samplers
 can read window after window with bounded memory; :func:`read_labels` is the one-shot form.
 """
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .classes import ClassInfo, default_color, read_class_table
-from .errors import GridError, InputError
-from .gdal_errors import gdal_call, gdal_failed
-from .grid import geotransform_of
+from ..classes import ClassInfo, default_color, read_class_table
+from ..engine.gdal_errors import gdal_call, gdal_failed
+from ..engine.grid import geotransform_of
+from ..errors import GridError, InputError
 
 _BURN_FIELD = "mmlc_class"
 _MAX_VALUE = 65535
@@ -472,7 +472,7 @@ class LabelSource:
 def read_labels(path: str, grid: Any, field: Optional[str] = None) -> tuple[np.ndarray, list[ClassInfo]]:
     """Labels of a class raster or vector layer on ``grid``: (uint16 (H, W) array, classes found).
 
-    ``grid`` is a :class:`core.grid.Grid` (only ``crs_wkt``, ``transform``, ``width`` and
+    ``grid`` is a :class:`core.engine.grid.Grid` (only ``crs_wkt``, ``transform``, ``width`` and
     ``height`` are used). ``field`` names the class field of a vector layer (ignored for rasters).
     Raises InputError (unreadable file, missing field (the message lists the fields), a field
     without usable values, no labelled pixel on the grid) or GridError (no overlap, CRS problems).

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import GridError
+from ..errors import GridError
 
 #: Fraction of a pixel under which two edges are considered the same (snapping tolerance).
 SNAP_EPS: float = 1e-6

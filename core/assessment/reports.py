@@ -23,8 +23,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .classes import ClassInfo
-from .errors import OutputError
+from ..classes import ClassInfo
+from ..errors import OutputError
 from .metrics import Metrics
 
 _CSS = """
@@ -113,7 +113,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     p = Path(path)
     if not p.parent.is_dir():
         raise OutputError(f"cannot write {p}: the folder {p.parent} does not exist")
-    from .atomic import new_run_id, os_error, remove_temp, temp_path
+    from ..engine.atomic import new_run_id, os_error, remove_temp, temp_path
 
     tmp = temp_path(p, new_run_id())  # unique per write: two runs of one process never share it
     try:
@@ -324,7 +324,7 @@ def write_evaluation_report(
 
 def baseline_section(network: Metrics | None, baseline: Any) -> list[str]:
     """The network beside a per-pixel random forest trained and scored on the same pixels
-    (``baseline``: :class:`core.baseline.BaselineResult`), or the reason there is no forest."""
+    (``baseline``: :class:`core.assessment.baseline.BaselineResult`), or the reason there is no forest."""
     out = ["<h2>Baseline: random forest on the same pixels</h2>"]
     if baseline.metrics is None:
         return out + [f"<p>{_e(baseline.note)}</p>"]
@@ -358,11 +358,11 @@ def write_training_report(
 ) -> Path:
     """Write the HTML report of a training run.
 
-    ``card`` is a :class:`core.modelfile.ModelCard`: architecture, variant, modalities and bands,
+    ``card`` is a :class:`core.modelfiles.modelfile.ModelCard`: architecture, variant, modalities and bands,
     classes with colour swatches and provenance are summarised. ``history`` is one dict per epoch;
     every key is rendered generically (losses, accuracies, PRSANet's per-modality imbalance factor
     and prototype accuracy...), as a table and as curves. ``metrics`` adds the validation summary,
-    per-class table and confusion matrix. ``baseline`` (:class:`core.baseline.BaselineResult`)
+    per-class table and confusion matrix. ``baseline`` (:class:`core.assessment.baseline.BaselineResult`)
     adds the random-forest comparison (:func:`baseline_section`). Atomic; OutputError when it
     cannot be written.
     """

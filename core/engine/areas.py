@@ -29,8 +29,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .classes import ClassInfo
-from .errors import InputError
+from ..classes import ClassInfo
+from ..errors import InputError
 
 #: Largest relative difference between the planar and the ellipsoidal area of the centre pixel
 #: for which planar areas are reported as they are.
@@ -229,6 +229,6 @@ def area_csv_text(table: AreaTable) -> str:
 
 def write_area_csv(path: str | Path, table: AreaTable) -> Path:
     """Write the table as CSV (value, name, color, pixels, hectares, share_percent), atomically."""
-    from .reports import write_text_atomic
+    from ..assessment.reports import write_text_atomic
 
     return write_text_atomic(path, area_csv_text(table))

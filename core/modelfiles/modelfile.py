@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import new_run_id, os_error, remove_temp, temp_path
+from ..classes import ClassInfo, classes_from_dicts
+from ..engine.atomic import new_run_id, os_error, remove_temp, temp_path
+from ..errors import ModelFileError
 from .card_schema import parse_card, validate_card
-from .classes import ClassInfo, classes_from_dicts
-from .errors import ModelFileError
 
 FORMAT_VERSION = 1
 SUFFIX = ".mmlc"
@@ -204,7 +204,7 @@ def build_from_file(path: str | Path, device: Any = "cpu"):
     """
     import torch
 
-    from ..models import build_model
+    from ...models import build_model
 
     card, tensors = load_model_file(path)
     try:

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def patch_margins(size: int, anchor: int, ratio: int = 1) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .errors import GridError, InputError
+from ..errors import GridError, InputError
 from .gdal_errors import gdal_call
 from .grid import Grid, geotransform_of
 from .value_checks import unusable_pixels

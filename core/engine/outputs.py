@@ -11,7 +11,7 @@
 Everything is written to hidden temporary files beside the targets and renamed only by
 :meth:`OutputSet.commit`; :meth:`OutputSet.abort` (failure, cancel) removes them, so a failed
 run leaves nothing at the output paths. Finished rectangles arrive in any order (see
-``core.inference.Sink``); their class values (and confidence) are copied into the output blocks
+``core.engine.inference.Sink``); their class values (and confidence) are copied into the output blocks
 they touch, and each block is written and dropped as soon as all its pixels have arrived, so
 memory holds only partly filled blocks (with tiles coming row by row: about one row of blocks,
 5 bytes a pixel with confidence), whatever the raster height.
@@ -25,9 +25,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ..classes import ClassInfo
+from ..errors import OutputError
 from .atomic import RunFiles, checked_gdal_write, os_error
-from .classes import ClassInfo
-from .errors import OutputError
 from .gdal_errors import gdal_call, gdal_failed
 from .grid import Grid
 
@@ -189,7 +189,7 @@ class OutputSet:
             self.final["confidence"] = conf
         if vec is not None:
             self.final["vector"] = vec
-        # temporary files unique to this run, committed together (core.atomic)
+        # temporary files unique to this run, committed together (core.engine.atomic)
         self._run = RunFiles([*self.final.values(), *(Path(str(p) + ".aux.xml") for p in self.final.values())])
         self.tmp = {k: self._run.temp(p) for k, p in self.final.items()}
         values = np.array([c.value for c in self.classes], np.int64)
@@ -346,7 +346,7 @@ class OutputSet:
         src = None
 
     def commit(self) -> dict[str, str]:
-        """Rename every temporary file onto its target, all together or none (core.atomic);
+        """Rename every temporary file onto its target, all together or none (core.engine.atomic);
         returns the final paths. A stale side-car of an earlier file is removed (it would
         mislabel this one)."""
         extra = []

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node=N -m mmlc train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
 :func:`setup` then joins the process group (NCCL on CUDA GPUs, gloo on CPU). The training loop
-shards every epoch like ``DistributedSampler`` (``core.samplers.epoch_order``), all-reduces its
+shards every epoch like ``DistributedSampler`` (``core.data.samplers.epoch_order``), all-reduces its
 logs and validation confusion matrices (:func:`all_reduce_sum`), and only rank 0 writes files.
 
 torch's TCP store (the rendezvous of torchrun and of ``init_process_group``) defaults to a libuv

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from .errors import OutputError
+from ..errors import OutputError
 
 
 @dataclass(frozen=True)

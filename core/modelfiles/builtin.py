@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 from .modelfile import SUFFIX
 
 #: Folder of the shipped model files (inside the package, so it travels with the plugin).
-MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "resources" / "models"
+MODELS_DIR: Path = Path(__file__).resolve().parents[2] / "resources" / "models"
 
 
 def list_builtin() -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from .modelfile import ModalityCard
+from ..modelfiles.modelfile import ModalityCard
 
 _EPS = 1e-6
 

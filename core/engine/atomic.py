@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
-from .errors import OutputError
+from ..errors import OutputError
 
 #: Files a writer may create beside a temporary file (GDAL's PAM side-car, SQLite journals).
 TEMP_COMPANIONS: tuple[str, ...] = (".aux.xml", "-wal", "-shm", "-journal")

@@ -1,8 +1,8 @@
 """Accuracy assessment of a class raster against reference labels (the ``evaluate`` operation).
 
 The reference (a class raster in any CRS, or a vector layer's class field) is read on the
-*prediction's* grid through :class:`core.labels.LabelSource`, one block of rows at a time, and
-accumulated in a :class:`core.metrics.ConfusionAccumulator`, so memory stays bounded whatever
+*prediction's* grid through :class:`core.data.labels.LabelSource`, one block of rows at a time, and
+accumulated in a :class:`core.assessment.metrics.ConfusionAccumulator`, so memory stays bounded whatever
 the raster size. Pixels where the reference is unlabelled (0/nodata) or the prediction is nodata
 (its nodata value, NaN, or 0) are left out; the latter are counted and reported as
 "unclassified reference pixels".
@@ -16,7 +16,7 @@ counts as an error of omission (design choice; ``match_names=False`` compares nu
 
 Outputs are written atomically (temp file + rename), only after the whole raster was read:
 OUTPUT_TABLE is the confusion matrix as CSV (class names as header, rows = reference),
-OUTPUT_REPORT the HTML report of :func:`core.reports.write_evaluation_report`.
+OUTPUT_REPORT the HTML report of :func:`core.assessment.reports.write_evaluation_report`.
 """
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .atomic import RunFiles, os_error
-from .classes import ClassInfo, default_color
-from .errors import InputError
-from .grid import Grid
-from .io import open_raster
-from .labels import LabelSource, apply_remap
+from ..classes import ClassInfo, default_color
+from ..data.labels import LabelSource, apply_remap
+from ..engine.atomic import RunFiles, os_error
+from ..engine.grid import Grid
+from ..engine.io import open_raster
+from ..engine.output_paths import check_outputs
+from ..errors import InputError
+from ..progress import NullProgress, Progress, check_cancel
 from .metrics import ConfusionAccumulator, Metrics
-from .output_paths import check_outputs
-from .progress import NullProgress, Progress, check_cancel
 from .reports import write_evaluation_report
 
 #: Pixels per streamed block (about 8 MB of prediction + labels at uint16/int64 peaks).
@@ -207,7 +207,7 @@ def evaluate(
 
 
 def _classes_of_band(band: Any, values: list[int]) -> list[ClassInfo]:
-    from .labels import classes_from_band
+    from ..data.labels import classes_from_band
 
     return classes_from_band(band, values)
 
@@ -235,7 +235,7 @@ def confusion_csv(cm: np.ndarray, classes: list[ClassInfo]) -> str:
 
 def _write_outputs(table_p: Optional[Path], report_p: Optional[Path], metrics: Metrics,
                    classes: list[ClassInfo], details: dict[str, Any], name: str) -> None:
-    """Write the table and the report to temporary files, then place both together (core.atomic)."""
+    """Write the table and the report to temporary files, then place both together (core.engine.atomic)."""
     finals = [p for p in (table_p, report_p) if p is not None]
     if not finals:
         return

@@ -29,7 +29,7 @@ class BaselineResult:
     """The forest's validation metrics (None when it could not run, see ``note``)."""
 
     name: str
-    metrics: Any = None  # core.metrics.Metrics on the validation pixels
+    metrics: Any = None  # core.assessment.metrics.Metrics on the validation pixels
     train_pixels: int = 0
     seconds: float = 0.0
     note: str = ""

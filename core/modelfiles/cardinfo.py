@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 from .modelfile import FORMAT_VERSION, ModelCard
 
 #: Headers larger than this are refused (safetensors itself caps them at 100 MB).

@@ -3,14 +3,14 @@
 :func:`train` is what ``core.api.train``, the Processing algorithm and ``python -m mmlc train``
 run. It
 
-1. loads the scenes (``core.datasets``), maps label values to class indices, computes per-band
-   normalisation statistics from the training data (``core.normalize``), and splits every scene
-   into spatially disjoint training/validation blocks (``core.splits``);
-2. picks the sampler from the ModelSpec's ``head_kind`` (``core.samplers``), never from the
+1. loads the scenes (``core.data.datasets``), maps label values to class indices, computes per-band
+   normalisation statistics from the training data (``core.engine.normalize``), and splits every scene
+   into spatially disjoint training/validation blocks (``core.data.splits``);
+2. picks the sampler from the ModelSpec's ``head_kind`` (``core.data.samplers``), never from the
    architecture name;
 3. runs :func:`run_loop`, which only relies on the network contract of ``docs/contributing.md``
    (``training_step``, optional ``param_groups`` and ``epoch_end``) and the ModelSpec's Recipe;
-4. writes the model file (``core.modelfile.save_model_file``, atomic) and the HTML training report.
+4. writes the model file (``core.modelfiles.modelfile.save_model_file``, atomic) and the HTML training report.
 
 The loop: optimiser from the Recipe (AdamW/Adam/SGD) over the network's parameter groups,
 per-iteration LR factor (linear warm-up from 1e-6, then poly/cosine/step/constant), AMP on CUDA
@@ -40,18 +40,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import normalize
-from .atomic import RunFiles, new_run_id, os_error, remove_temp, temp_path
-from .card_schema import strip_path_kwargs
-from .classes import ClassInfo, read_class_table
-from .datasets import Scene, SceneData, load_scene
+from ..classes import ClassInfo, read_class_table
+from ..data.datasets import Scene, SceneData, load_scene
+from ..data.samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, collate, epoch_order
+from ..data.splits import block_split, default_block_size
+from ..engine import normalize
+from ..engine.atomic import RunFiles, new_run_id, os_error, remove_temp, temp_path
+from ..engine.output_paths import check_outputs
+from ..errors import InputError, MmlcError, ModelFileError
+from ..modelfiles.card_schema import strip_path_kwargs
+from ..modelfiles.modelfile import ModalityCard, ModelCard, load_model_file, save_model_file
+from ..progress import NullProgress, Progress, check_cancel
 from .ddp import DistContext, all_reduce_sum, barrier, broadcast_flag, setup, teardown, wrap_for_training
-from .errors import InputError, MmlcError, ModelFileError
-from .modelfile import ModalityCard, ModelCard, load_model_file, save_model_file
-from .output_paths import check_outputs
-from .progress import NullProgress, Progress, check_cancel
-from .samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, collate, epoch_order
-from .splits import block_split, default_block_size
 
 __all__ = [
     "Scene", "TrainResult", "LoopConfig", "LoopOutcome", "PreparedData", "train", "prepare_data",
@@ -64,7 +64,7 @@ _RESUME_VERSION = 1
 
 def _version() -> str:
     try:
-        from .. import __version__  # type: ignore[attr-defined]
+        from ... import __version__  # type: ignore[attr-defined]
 
         return str(__version__)
     except Exception:  # the package may not define a version string
@@ -82,7 +82,7 @@ class TrainResult:
     best_epoch: int
     best_metric: float
     metric_name: str
-    metrics: Any = None  # core.metrics.Metrics of the best epoch on the validation blocks
+    metrics: Any = None  # core.assessment.metrics.Metrics of the best epoch on the validation blocks
     epochs_run: int = 0
     resumed_from_epoch: int = 0
 
@@ -133,7 +133,7 @@ def resolve_classes(datas: Sequence[SceneData], table: list[ClassInfo] | None) -
         for c in d.classes:
             by_value.setdefault(int(c.value), c)
     out = []
-    from .classes import default_color
+    from ..classes import default_color
 
     for i, v in enumerate(sorted(present)):
         out.append(by_value.get(v, ClassInfo(v, f"class {v}", default_color(i))))
@@ -396,7 +396,7 @@ def _cpu_state(sd: dict) -> dict:
 
 
 def _metric_of(cm: np.ndarray, classes: Sequence[ClassInfo], name: str) -> tuple[float, Any]:
-    from .metrics import Metrics
+    from ..assessment.metrics import Metrics
 
     if cm.sum() == 0:
         return float("nan"), None
@@ -428,7 +428,7 @@ def run_loop(
     """
     import torch
 
-    from .device import autocast_dtype
+    from ..device import autocast_dtype
 
     progress = progress or NullProgress()
     ctx = ctx or DistContext()
@@ -615,7 +615,7 @@ def variant_kwarg(spec: Any) -> str | None:
 
 def check_tile_option(tile_size: int | None) -> None:
     """Refuse a TILE_SIZE a model card could not hold, before any data is read."""
-    from .card_schema import MAX_TILE
+    from ..modelfiles.card_schema import MAX_TILE
 
     if tile_size and not 8 <= int(tile_size) <= MAX_TILE:
         raise InputError(f"TILE_SIZE {tile_size} must be between 8 and {MAX_TILE} (0 = the network's default)")
@@ -623,7 +623,7 @@ def check_tile_option(tile_size: int | None) -> None:
 
 def training_tile(tile_size: int, datas: Sequence[SceneData]) -> int:
     """The asked training tile cut to the largest scene (a larger one only pads it)."""
-    from .sizes import clamp_tile
+    from ..engine.sizes import clamp_tile
 
     side = max(max(d.shape) for d in datas)
     return clamp_tile(int(tile_size), side, side, 32)
@@ -631,7 +631,7 @@ def training_tile(tile_size: int, datas: Sequence[SceneData]) -> int:
 
 def record_profile(card: ModalityCard, path: str, arrays: Sequence[np.ndarray]) -> None:
     """Store the input's data type and value range in its card (classify warns on a mismatch)."""
-    from .value_checks import input_profile, raster_dtype
+    from ..engine.value_checks import input_profile, raster_dtype
 
     card.data_type, card.value_range = input_profile(raster_dtype(path), (_subsample(a) for a in arrays))
 
@@ -685,9 +685,9 @@ def _write_report(path: str | None, card: ModelCard, history: list[dict[str, flo
     if path is None:
         return None
     try:
-        from .reports import write_training_report
+        from ..assessment.reports import write_training_report
     except ImportError as e:
-        progress.warn(f"the training report was not written (core.reports unavailable: {e})")
+        progress.warn(f"the training report was not written (core.assessment.reports unavailable: {e})")
         return None
     write_training_report(path, card, history, metrics, extra, baseline=baseline)
     return str(path)
@@ -714,9 +714,9 @@ def resolve_variant(spec: Any, variant: str | None) -> str | None:
 
 def _forest_baseline(data: PreparedData, classes: Sequence[ClassInfo], seed: int, metrics: Any,
                      progress: Progress) -> Any:
-    """The random-forest baseline on the same training / validation pixels (core.baseline),
+    """The random-forest baseline on the same training / validation pixels (core.assessment.baseline),
     logged beside the network's figures; None if it failed (reported, never fatal)."""
-    from .baseline import forest_baseline
+    from ..assessment.baseline import forest_baseline
 
     try:
         progress.info("training the random-forest baseline on the same pixels...")
@@ -741,9 +741,9 @@ def report_path_for(out: Path, output_report: str | None) -> str | None:
 
 def claim_run(out: Path, report_path: str | None, device: str) -> tuple[RunFiles, Any, Any]:
     """Start a training run (train and distill): claim its outputs (model, resume file, report;
-    core.atomic) and set up the device and process group; the claim is released if that fails.
+    core.engine.atomic) and set up the device and process group; the claim is released if that fails.
     Returns (run files, device, DDP context)."""
-    from .device import resolve_device
+    from ..device import resolve_device
 
     run = RunFiles([out, resume_path_for(out)] + ([Path(report_path)] if report_path else []))
     try:
@@ -815,13 +815,13 @@ def train(
     ``to_db`` per input (None = detect linear SAR, a design choice), ``scale_range`` (joint random
     rescale of dense tiles, ASANet uses (0.5, 2.0); off by default for small data), ``precision``
     (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``),
-    ``baseline`` (a random forest on the same pixels, in the log and the report; core.baseline).
+    ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
     output paths on error.
     """
     import torch
 
-    from ..models.registry import get_spec
+    from ...models.registry import get_spec
 
     progress = progress or NullProgress()
     try:
@@ -946,7 +946,7 @@ def train(
             overlap=min(32, (tile if dense else rec.tile_size) // 4), provenance=provenance,
         )
         written_report = None
-        if ctx.is_main:  # the model and its report are placed together (core.atomic)
+        if ctx.is_main:  # the model and its report are placed together (core.engine.atomic)
             save_model_file(run.temp(out), card, outcome.state)
             forest = _forest_baseline(data, run_classes, seed, metrics, progress) if baseline else None
             written_report = _write_report(str(run.temp(report_path)) if report_path else None, card,

@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .builtin import resolve_model
-from .classes import ClassInfo
-from .device import autocast_dtype, resolve_device
-from .errors import GridError, InputError, ModelFileError
+from ..classes import ClassInfo
+from ..data.labels import LabelSource, split_layer_uri
+from ..device import autocast_dtype, resolve_device
+from ..errors import GridError, InputError, ModelFileError
+from ..modelfiles.builtin import resolve_model
+from ..modelfiles.modelfile import ModelCard, build_from_file, read_card
+from ..progress import NullProgress, Progress, check_cancel
 from .grid import Grid
 from .io import AlignedReader
-from .labels import LabelSource, split_layer_uri
-from .modelfile import ModelCard, build_from_file, read_card
 from .output_paths import check_outputs
 from .outputs import OutputSet
-from .progress import NullProgress, Progress, check_cancel
 from .sizes import check_tile_memory, clamp_tile
 from .value_checks import type_mismatch
 

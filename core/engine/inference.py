@@ -32,15 +32,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..data.labels import LabelSource
+from ..data.patches import halo_for
+from ..errors import InputError, ModelFileError
+from ..modelfiles.modelfile import ModelCard
+from ..progress import NullProgress, Progress, Steps, check_cancel
 from . import heap
-from .errors import InputError, ModelFileError
 from .grid import Grid
 from .io import AlignedReader
-from .labels import LabelSource
-from .modelfile import ModelCard
 from .normalize import model_input
-from .patches import halo_for
-from .progress import NullProgress, Progress, Steps, check_cancel
 
 #: A sink receives finished rectangles: (row0, col0, probabilities (K, h, w) float32, valid (h, w)).
 #: The rectangles are disjoint and together cover the grid once; the arrays are valid only

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .classes import ClassInfo, default_classes
+from ..classes import ClassInfo, default_classes
 
 #: Class values live in 0..65535 (uint16 rasters); a lookup table of this size maps them to indices.
 _VALUE_RANGE = 65536

@@ -2,8 +2,8 @@
 
 A :class:`Scene` is one set of co-registered inputs plus its labels (a class raster, a vector
 layer with a class field, or, for the Xi'an/Nanjing layout, a ``.npy`` array on input 1's grid).
-:func:`load_scene` reads it on input 1's grid through ``core.io.AlignedReader`` (other inputs on
-their ``grid_ratio``-times finer twin) and the labels through ``core.labels.read_labels``.
+:func:`load_scene` reads it on input 1's grid through ``core.engine.io.AlignedReader`` (other inputs on
+their ``grid_ratio``-times finer twin) and the labels through ``core.data.labels.read_labels``.
 
 :func:`scenes_from_dataset` maps the folder layouts of the public benchmarks
 (``/work/shared/specs/datasets.md`` in the design notes; summarised in each reader's docstring)
@@ -23,9 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .classes import ClassInfo, default_classes
-from .errors import InputError
-from .gdal_errors import gdal_call, gdal_failed
+from ..classes import ClassInfo, default_classes
+from ..engine.gdal_errors import gdal_call, gdal_failed
+from ..errors import InputError
 
 #: Dataset kinds understood by :func:`scenes_from_dataset`.
 DATASET_KINDS: tuple[str, ...] = ("whu-opt-sar", "pie-rgb-sar", "ddhr", "sen12ms", "spacenet6", "xidian")
@@ -136,7 +136,7 @@ def load_scene(scene: Scene, ratios: Sequence[int]) -> SceneData:
 
     Raises InputError/GridError (from the reader) with the file at fault.
     """
-    from .io import AlignedReader
+    from ..engine.io import AlignedReader
 
     for p in scene.inputs:
         if not Path(p).exists():

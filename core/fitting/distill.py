@@ -1,9 +1,9 @@
 """Optical -> SAR distillation glue (HFD-Net, spec ``hfdnet.md`` Sec. 5.2-5.3).
 
 :func:`distill` loads a teacher model file (an ``hfdnet`` trained on optical bands with
-:func:`core.training.train`), builds a student ``hfdnet`` with the SAR band count, wraps both in
+:func:`core.fitting.training.train`), builds a student ``hfdnet`` with the SAR band count, wraps both in
 ``models.hfd_distill.HFDDistiller`` and trains that through the *same* generic loop as
-:func:`core.training.train` (``run_loop``): the distiller fulfils the network contract with
+:func:`core.fitting.training.train` (``run_loop``): the distiller fulfils the network contract with
 inputs ``[optical, sar]``. The saved model file is an ordinary SAR-only ``hfdnet`` (the
 student's weights; adapters and teacher dropped), usable by classify with one SAR input.
 
@@ -23,15 +23,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from .builtin import resolve_model
-from .classes import ClassInfo
-from .datasets import Scene, fingerprint, load_scene
+from ..classes import ClassInfo
+from ..data.datasets import Scene, fingerprint, load_scene
+from ..data.samplers import DenseTileSampler
+from ..engine.output_paths import check_outputs
+from ..errors import InputError
+from ..modelfiles.builtin import resolve_model
+from ..modelfiles.modelfile import ModelCard, build_from_file, load_model_file, save_model_file
+from ..progress import NullProgress, Progress
 from .ddp import teardown
-from .errors import InputError
-from .modelfile import ModelCard, build_from_file, load_model_file, save_model_file
-from .output_paths import check_outputs
-from .progress import NullProgress, Progress
-from .samplers import DenseTileSampler
 from .training import (
     DenseValidation,
     LoopConfig,
@@ -118,8 +118,8 @@ def distill(
     """
     import torch
 
-    from ..models.hfd_distill import HFDDistiller
-    from ..models.registry import get_spec
+    from ...models.hfd_distill import HFDDistiller
+    from ...models.registry import get_spec
 
     progress = progress or NullProgress()
     teacher_path = resolve_model(teacher)  # a model file or a built-in name, as classify's MODEL
@@ -219,7 +219,7 @@ def distill(
                          classes=classes, variant=t_card.variant, tile_size=tile, overlap=min(32, tile // 4),
                          provenance=provenance)
         written = None
-        if ctx.is_main:  # the model and its report are placed together (core.atomic)
+        if ctx.is_main:  # the model and its report are placed together (core.engine.atomic)
             save_model_file(run.temp(out), card, outcome.state)
             written = _write_report(str(run.temp(report_path)) if report_path else None, card, outcome.history,
                                     metrics, {"operation": "distillation (optical teacher -> SAR student)",

@@ -19,10 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..engine.io import open_raster
+from ..errors import GridError, InputError
 from . import patches
 from .datasets import read_label_array
-from .errors import GridError, InputError
-from .io import open_raster
 
 LABEL_FILES: tuple[str, ...] = ("train.npy", "test.npy", "label.npy")
 
@@ -113,7 +113,7 @@ def read_xidian(folder: str | Path, ms_name: str = "ms4.tif", pan_name: str = "p
 def minmax_normalise(x: np.ndarray) -> np.ndarray:
     """Global min-max over all bands to [0, 1] as float32 (the line of work's convention, spec s. 1).
 
-    mmlc's engine uses per-band standardisation (``core.normalize``); this one is for
+    mmlc's engine uses per-band standardisation (``core.engine.normalize``); this one is for
     reproducing the papers' preprocessing.
     """
     x = x.astype(np.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from .errors import InputError
+from ..errors import InputError
 
 #: Dense networks downsample by up to 32: tiles are kept multiples of it when clamped.
 STRIDE = 32
