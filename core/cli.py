@@ -19,82 +19,26 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .errors import Cancelled, MmlcError, NetworkError
+from .operations import OPERATIONS, Operation
 from .progress import NullProgress
 
-# Processing parameter ids per operation: (id, type, help). Type "flag" = store_true.
-_CLASSIFY = [
-    ("MODEL", str, "model file (.mmlc) or built-in model name"),
-    ("INPUT_1", str, "first input raster (defines the output grid)"),
-    ("INPUT_2", str, "second input raster (two-modality models)"),
-    ("EXTENT", str, "xmin,ymin,xmax,ymax in INPUT_1's CRS"),
-    ("MASK", str, "polygon layer or raster (non-zero = inside): classify only inside, cut to its extent"),
-    ("TILE_SIZE", int, "tile side in pixels (default: the model's)"),
-    ("OVERLAP", int, "tile overlap in pixels (dense models)"),
-    ("BATCH_SIZE", int, "tiles or patch units per forward pass (0 = the default, 4)"),
-    ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
-    ("OUTPUT", str, "output class raster (GeoTIFF)"),
-    ("OUTPUT_CONFIDENCE", str, "optional confidence raster"),
-    ("OUTPUT_VECTOR", str, "optional polygons of the classes"),
-]
-_TRAIN = [
-    ("ARCHITECTURE", str, "network: asanet, das2f, prsanet, hfdnet"),
-    ("VARIANT", str, "network variant (e.g. resnet18 for hfdnet)"),
-    ("INPUT_1", str, "first input raster"),
-    ("INPUT_2", str, "second input raster (two-modality networks)"),
-    ("LABELS", str, "class raster (a vector file with LABEL_FIELD is accepted too)"),
-    ("LABELS_VECTOR", str, "polygons/points with a class field (instead of LABELS)"),
-    ("LABEL_FIELD", str, "class field of LABELS_VECTOR"),
-    ("CLASSES", str, "class table: value,name,#rrggbb per line"),
-    ("EPOCHS", int, "training epochs (0 = the network's recipe)"),
-    ("BATCH_SIZE", int, "batch size (0 = the network's recipe)"),
-    ("LEARNING_RATE", float, "base learning rate"),
-    ("TILE_SIZE", int, "training tile side (dense networks)"),
-    ("VALIDATION_FRACTION", float, "share of labelled pixels in validation blocks (default 0.2)"),
-    ("INIT_MODEL", str, "model file to fine-tune or pretrained backbone weights"),
-    ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
-    ("OUTPUT_MODEL", str, "output model file (.mmlc)"),
-    ("OUTPUT_REPORT", str, "output training report (HTML)"),
-    ("SEED", int, "random seed (default 0)"),
-    ("ACCUMULATE", int, "gradient accumulation steps (default 1)"),
-    ("PATIENCE", int, "early stopping after this many epochs without improvement"),
-    ("MAX_STEPS_PER_EPOCH", int, "cap on optimiser steps per epoch"),
-    ("LABELS_NOTE", str, "free text about the labels, stored in the model card"),
-    ("DATASET", str, "train from a benchmark folder instead: KIND:FOLDER (e.g. whu-opt-sar:/data/WHU)"),
-]
-_DISTILL = [
-    ("TEACHER", str, "teacher model file or built-in model name (hfdnet trained on optical)"),
-    ("INPUT_OPTICAL", str, "optical raster (teacher input)"),
-    ("INPUT_SAR", str, "SAR raster (student input)"),
-    ("LABELS", str, "class raster (a vector file with LABEL_FIELD is accepted too)"),
-    ("LABELS_VECTOR", str, "polygons/points with a class field (instead of LABELS)"),
-    ("LABEL_FIELD", str, "class field of LABELS_VECTOR"),
-    ("EPOCHS", int, "training epochs (0 = the network's recipe)"),
-    ("BATCH_SIZE", int, "batch size (0 = the network's recipe)"),
-    ("LEARNING_RATE", float, "base learning rate"),
-    ("TEMPERATURE", float, "distillation temperature"),
-    ("FEATURE_WEIGHT", float, "weight of the feature distillation loss"),
-    ("KD_WEIGHT", float, "weight of the logit distillation loss"),
-    ("DEVICE", str, "auto, cpu, cuda, cuda:N or mps"),
-    ("OUTPUT_MODEL", str, "output SAR-only model file (.mmlc)"),
-    ("OUTPUT_REPORT", str, "output report (HTML)"),
-    ("SEED", int, "random seed (default 0)"),
-    ("NO_COMPARE", "flag", "skip training the SAR-only comparison student"),
-]
-_EVALUATE = [
-    ("PREDICTION", str, "classified raster"),
-    ("REFERENCE", str, "reference class raster (a vector file with LABEL_FIELD is accepted too)"),
-    ("REFERENCE_VECTOR", str, "reference polygons/points with a class field (instead of REFERENCE)"),
-    ("LABEL_FIELD", str, "class field of REFERENCE_VECTOR"),
-    ("OUTPUT_REPORT", str, "output report (HTML)"),
-    ("OUTPUT_TABLE", str, "output confusion table (CSV)"),
-]
+OptionTable = list[tuple[str, Any, str]]
+
+
+def option_table(operation: Operation) -> OptionTable:
+    """(id, type, help) of each command-line option of ``operation``, from its spec
+    (core/operations): the parameter ids as options, type ``"flag"`` = store_true."""
+    return [(p.id, p.cli_type, p.cli_help) for p in operation.cli_params()]
+
+
+# Options per operation, generated from the operation specs (the Processing parameters come from
+# the same specs; tests/test_operations.py checks both agree).
+_CLASSIFY = option_table(OPERATIONS["classify"])
+_TRAIN = option_table(OPERATIONS["train"])
+_DISTILL = option_table(OPERATIONS["distill"])
+_EVALUATE = option_table(OPERATIONS["evaluate"])
 # "A|B": one of A and B.
-_REQUIRED = {
-    "classify": {"MODEL", "INPUT_1", "OUTPUT"},
-    "train": {"OUTPUT_MODEL"},
-    "distill": {"TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS|LABELS_VECTOR", "OUTPUT_MODEL"},
-    "evaluate": {"PREDICTION", "REFERENCE|REFERENCE_VECTOR"},
-}
+_REQUIRED = {op.id: set(op.cli_required) for op in OPERATIONS.values()}
 
 
 class TerminalProgress(NullProgress):
@@ -163,12 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mmlc", description="multimodal land-cover classification (mmlc)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, specs, help_ in (("classify", _CLASSIFY, "classify rasters with a model"),
-                               ("train", _TRAIN, "train a model file"),
-                               ("distill", _DISTILL, "distil a SAR student from an optical teacher"),
-                               ("evaluate", _EVALUATE, "compare a classification with reference labels")):
-        sp = sub.add_parser(name, help=help_)
-        _add(sp, specs)
+    for op in OPERATIONS.values():
+        _add(sub.add_parser(op.id, help=op.cli_summary), option_table(op))
     sub.add_parser("models", help="list architectures and built-in models")
     from . import install_cli  # torch-free commands (python -m mmlc dispatches them before torch loads)
 
@@ -220,7 +160,7 @@ def _run_train(a: argparse.Namespace, progress: Any) -> str:
     if not a.ARCHITECTURE:
         from .errors import InputError
 
-        raise InputError("--ARCHITECTURE is required (asanet, das2f, prsanet, hfdnet)")
+        raise InputError(f"--ARCHITECTURE is required ({', '.join(OPERATIONS['train'].param('ARCHITECTURE').choices)})")
     kwargs: dict[str, Any] = dict(
         scenes=scenes, variant=a.VARIANT, label_field=a.LABEL_FIELD, classes=a.CLASSES, epochs=a.EPOCHS,
         batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, tile_size=a.TILE_SIZE,

@@ -82,6 +82,17 @@ _MODULES: dict[str, str] = {
     "hfdnet": ".hfdnet",
 }
 
+#: The one name table of the variants of each network, the default (the builder's) first. Plain
+#: data, so the dialog and the command line read it without importing torch; each network's
+#: ``ModelSpec.variants`` lists the same names (tests/test_dialogs.py checks both agree).
+_VARIANTS: dict[str, tuple[str, ...]] = {
+    "asanet": ("convnextv2_tiny", "convnextv2_atto", "convnextv2_femto", "convnextv2_pico", "convnextv2_nano",
+               "convnextv2_base"),
+    "das2f": ("nanjing", "xian"),
+    "prsanet": (),
+    "hfdnet": ("resnet50", "resnet34", "resnet18"),
+}
+
 
 def register(spec: ModelSpec) -> ModelSpec:
     """Add a network to the registry (called by each network module at import time)."""
@@ -102,6 +113,23 @@ def get_spec(name: str) -> ModelSpec:
 def list_models() -> list[str]:
     """Names of all networks the registry knows (without importing torch)."""
     return sorted(_MODULES)
+
+
+def list_architectures() -> tuple[str, ...]:
+    """The built-in networks in declaration order: the dialog's ARCHITECTURE dropdown lists them
+    so (Processing models saved with an index rely on the order; :func:`list_models` sorts)."""
+    return tuple(_MODULES)
+
+
+def list_variants(name: str) -> tuple[str, ...]:
+    """The variants of network ``name``, default first (empty: no variants), without importing
+    torch for the built-in networks; a network registered at run time answers from its spec."""
+    key = name.lower()
+    if key in _VARIANTS:
+        return _VARIANTS[key]
+    if key in _REGISTRY:
+        return tuple(_REGISTRY[key].variants)
+    raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
 
 
 def build_model(name: str, **kwargs: Any) -> Any:

@@ -16,7 +16,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QUrl
+from qgis.PyQt.QtCore import QCoreApplication, QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from .. import deps
@@ -43,7 +43,12 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         return self.NAME
 
     def displayName(self) -> str:  # noqa: N802
-        return self.DISPLAY
+        return self.tr(self.DISPLAY)
+
+    def tr(self, text: str) -> str:
+        """``text`` translated in the ``mmlc`` context (labels and help of the generated parameters
+        pass through here); unchanged where no translation is installed."""
+        return QCoreApplication.translate("mmlc", text)
 
     def group(self) -> str:
         return self.GROUP
@@ -175,4 +180,3 @@ def release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-DEVICE_HELP = "auto (CUDA GPU if present, then Apple MPS, then CPU), cpu, cuda or cuda:N"

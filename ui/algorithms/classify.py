@@ -1,27 +1,19 @@
 """mmlc:classify: a land-cover map from one or two rasters with a model file or built-in model."""
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingException,
-    QgsProcessingParameterExtent,
-    QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorDestination,
-)
+from qgis.core import QgsProcessingException
 
+from ...core.operations import CLASSIFY
+from ...core.operations.shared import DEVICE_HELP
 from ..styling import ClassStylePostProcessor
-from .base import DEVICE_HELP, MmlcAlgorithm
-from .common_params import add_device_param, advanced, device_value, helped, widget_class
+from .base import MmlcAlgorithm
+from .common_params import device_value
+from .spec_params import add_spec_params
 
 
 class ClassifyAlgorithm(MmlcAlgorithm):
-    NAME = "classify"
-    DISPLAY = "Classify land cover"
+    NAME = CLASSIFY.id
+    DISPLAY = CLASSIFY.name
     HELP = (
         "<p>Classifies every pixel of INPUT_1's grid with a trained mmlc model and writes a styled "
         "class raster (with a .qml sidecar), optionally a confidence raster and polygons.</p>"
@@ -43,48 +35,7 @@ class ClassifyAlgorithm(MmlcAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        model = QgsProcessingParameterFile("MODEL", "Model (built-in or .mmlc file)", defaultValue="asanet-demo")
-        model.setFileFilter("mmlc model files (*.mmlc);;Built-in model name or any file (*)")
-        model.setMetadata({"widget_wrapper": {"class": widget_class("model_chooser.ModelChooserWrapper")}})
-        self.addParameter(helped(model, "A built-in model name (asanet-demo, das2f-demo, prsanet-demo, hfdnet-demo) "
-                                        "or the path of an .mmlc file from Train or Distill. The panel below the "
-                                        "chooser lists the inputs, bands and classes the model expects."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (see the model's first input)"),
-                                 "The model's first input, bands in the model's order: ASANet optical, DAS2F "
-                                 "multispectral, PRSANet first modality, HFD-Net SAR. The output has its grid."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (the model's second input)",
-                                                                   optional=True),
-                                 "ASANet SAR (dB), DAS2F panchromatic (4x finer), PRSANet second modality; empty "
-                                 "for HFD-Net. Read on Input 1's grid on the fly (any CRS/resolution)."))
-        self.addParameter(helped(QgsProcessingParameterExtent("EXTENT", "Extent (default: all of Input 1)",
-                                                              optional=True),
-                                 "Classify only this rectangle, snapped outward to Input 1's pixels."))
-        self.addParameter(helped(QgsProcessingParameterFeatureSource(
-            "MASK", "Mask polygons (classify only inside)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True),
-            "Only pixels whose centre lies in a polygon are classified (the rest is nodata) and the output is "
-            "cut to the polygons' extent, like Clip raster by mask layer. Any CRS; selections work."))
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            "TILE_SIZE", "Tile size, pixels (0 = the model's)", QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
-            "Side of the tiles a segmentation model sees (window side for per-pixel models); 0 keeps the "
-            "model card's (256 for the built-ins). Larger tiles: more context, more memory."))
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            "OVERLAP", "Overlap, pixels (empty = the model's)", QgsProcessingParameterNumber.Type.Integer, None,
-            optional=True, minValue=0),
-            "Pixels neighbouring tiles share; blended with a smooth ramp so no seams show. Empty keeps the "
-            "model's (32 for the built-ins)."))
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            "BATCH_SIZE", "Batch size (0 = the default, 4)", QgsProcessingParameterNumber.Type.Integer, 4, minValue=0),
-            "Tiles (or units of 256 patches) per forward pass; halved automatically when a GPU runs out of memory."))
-        add_device_param(self)
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Land cover"))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFIDENCE", "Confidence",
-                                                                  optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_VECTOR", "Land cover polygons",
-                                                                  QgsProcessing.SourceType.TypeVectorPolygon,
-                                                                  optional=True, createByDefault=False))
-        self.addParameter(helped(QgsProcessingParameterFileDestination(
-            "OUTPUT_AREAS", "Class areas table", "CSV files (*.csv)", optional=True, createByDefault=False),
-            "CSV of class value, name, colour, pixels, hectares and share; the same table is always in the log."))
+        add_spec_params(self, CLASSIFY)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         """Before running: the model can be read and the inputs' band counts fit it (no torch needed)."""

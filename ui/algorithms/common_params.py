@@ -1,21 +1,16 @@
-"""Parameter definitions shared by the algorithms (labels, budget, device, outputs) and the
-helpers that make a dialog guide: *Advanced* flags, per-parameter help, dropdowns."""
+"""Helpers the algorithms share: the *Advanced* flag, labelled dropdowns, the label and device
+values. The parameters themselves are generated from the operation specs (spec_params.py)."""
 from __future__ import annotations
 
 from typing import Any, Optional, TypeVar
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterField,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorLayer,
 )
 
-from .base import DEVICE_HELP, MmlcAlgorithm
+from .base import MmlcAlgorithm
 
 Integer = QgsProcessingParameterNumber.Type.Integer
 Double = QgsProcessingParameterNumber.Type.Double
@@ -75,27 +70,6 @@ def widget_class(name: str) -> str:
     return f"{__package__.rsplit('.', 1)[0]}.widgets.{name}"
 
 
-def add_label_params(alg: MmlcAlgorithm, layer_id: str = "LABELS", what: str = "Labels") -> None:
-    """Labels as a class raster (``layer_id``) or as a vector layer (``<layer_id>_VECTOR``) with its
-    class field (LABEL_FIELD, parented on the vector parameter only).
-
-    Two parameters rather than one "raster or vector" map layer: a field widget parented on a
-    parameter that accepts rasters crashes QGIS (3.22) as soon as a raster is chosen. A vector given
-    in ``layer_id`` by an older script still works (see :func:`check_label_params`).
-    """
-    raster = QgsProcessingParameterRasterLayer(layer_id, f"{what} (class raster)", optional=True)
-    vector = QgsProcessingParameterVectorLayer(f"{layer_id}_VECTOR", f"{what} (or polygons/points)",
-                                               [QgsProcessing.SourceType.TypeVectorAnyGeometry], optional=True)
-    field = QgsProcessingParameterField("LABEL_FIELD", "Class field of the polygons/points",
-                                        parentLayerParameterName=f"{layer_id}_VECTOR", optional=True)
-    if hasattr(raster, "setHelp"):  # tooltips (QGIS 3.16+); the labels stay short for the dialog's width
-        raster.setHelp("One class value per pixel; 0 or nodata = unlabelled. Leave empty for polygons/points.")
-        vector.setHelp("Polygons or points with a class field, any CRS (instead of a class raster).")
-        field.setHelp("Integer class values, or text names (numbered 1..K in alphabetical order).")
-    for p in (raster, vector, field):
-        alg.addParameter(p)
-
-
 def _given(value) -> bool:
     return value is not None and value != "" and not (isinstance(value, (list, tuple)) and not value)
 
@@ -135,24 +109,6 @@ def check_label_params(parameters: dict, context, layer_id: str = "LABELS",
     return True, "", params
 
 
-def add_budget_params(alg: MmlcAlgorithm, epochs: int = 20) -> None:
-    """EPOCHS; BATCH_SIZE (0 = the network's recipe) and LEARNING_RATE (empty or 0 = the recipe),
-    both Advanced. LEARNING_RATE is optional without a default, so the dialog shows it empty
-    rather than "0.000000"; 0 from older scripts and models still means the recipe's rate."""
-    alg.addParameter(helped(QgsProcessingParameterNumber("EPOCHS", "Epochs (0 = the network's default)", Integer, epochs,
-                                                         minValue=0),
-                            "Passes over the training tiles/pixels; the best epoch on the validation blocks is kept."))
-    alg.addParameter(advanced(
-        QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the network's default)", Integer, 0, minValue=0),
-        "Tiles (segmentation) or pixels (per-pixel networks) per optimisation step; 0 keeps the network's "
-        "recipe. Lower it if memory runs out."))
-    lr = QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate (empty = default)", Double,
-                                      None, optional=True, minValue=0.0)
-    lr.setMetadata({"widget_wrapper": {"decimals": 6}})
-    alg.addParameter(advanced(lr, "Peak learning rate of the schedule; empty (or 0) keeps the network's recipe "
-                                  "(e.g. 6e-5 for ASANet, 1e-3 for PRSANet)."))
-
-
 def learning_rate(alg: MmlcAlgorithm, parameters, context) -> Optional[float]:
     """LEARNING_RATE, None for empty or 0 (the network's recipe)."""
     if parameters.get("LEARNING_RATE") in (None, ""):
@@ -167,27 +123,8 @@ def device_choices() -> list[tuple[str, str]]:
     return probe()
 
 
-def add_device_param(alg: MmlcAlgorithm) -> None:
-    """DEVICE: a dropdown of auto, cpu and what PyTorch sees (each CUDA GPU by name); Advanced.
-    The value stays the device string the core takes (``cuda:0``)."""
-    choices = device_choices()
-    gpus = [label for value, label in choices if value.startswith("cuda:")]
-    seen = f" Seen here: {'; '.join(gpus)}." if gpus else " No GPU is seen by PyTorch here."
-    alg.addParameter(advanced(choice_param("DEVICE", "Device", choices, "auto"), DEVICE_HELP + "." + seen))
-
-
 def device_value(alg: MmlcAlgorithm, parameters, context) -> str:
     return alg.parameterAsEnumString(parameters, "DEVICE", context) or "auto"
-
-
-def add_model_outputs(alg: MmlcAlgorithm) -> None:
-    """OUTPUT_MODEL and OUTPUT_REPORT (the HTML training report, on by default in the dialog)."""
-    alg.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file",
-                                                           "mmlc model files (*.mmlc)"))
-    alg.addParameter(helped(QgsProcessingParameterFileDestination(
-        "OUTPUT_REPORT", "Training report", "HTML files (*.html)", optional=True, createByDefault=True),
-        "HTML report: loss and validation accuracy per epoch, per-class scores, confusion matrix, "
-        "the model card. Uncheck 'Open output file' or skip the output to leave it out."))
 
 
 def label_source(alg: MmlcAlgorithm, parameters, context, layer_id: str = "LABELS",

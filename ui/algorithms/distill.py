@@ -1,32 +1,15 @@
 """mmlc:distill: a SAR-only HFD-Net student distilled from an optical teacher (paired images)."""
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-)
-
+from ...core.operations import DISTILL
 from .base import MmlcAlgorithm
-from .common_params import (
-    Double,
-    add_budget_params,
-    add_device_param,
-    add_label_params,
-    add_model_outputs,
-    advanced,
-    check_label_params,
-    device_value,
-    helped,
-    label_source,
-    learning_rate,
-    model_output_path,
-)
+from .common_params import check_label_params, device_value, label_source, learning_rate, model_output_path
+from .spec_params import add_spec_params
 
 
 class DistillAlgorithm(MmlcAlgorithm):
-    NAME = "distill"
-    DISPLAY = "Distill a SAR model from an optical teacher"
+    NAME = DISTILL.id
+    DISPLAY = DISTILL.name
     HELP = (
         "<p>HFD-Net heterogeneous feature distillation: a teacher trained on optical images (with "
         "<i>Train</i>, architecture hfdnet) stays frozen while a student of the same architecture learns "
@@ -40,26 +23,7 @@ class DistillAlgorithm(MmlcAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        teacher = QgsProcessingParameterFile("TEACHER", "Teacher model (hfdnet trained on optical)")
-        teacher.setFileFilter("mmlc model files (*.mmlc)")
-        self.addParameter(helped(teacher, "An hfdnet .mmlc file from Train on optical images; it stays frozen."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_OPTICAL", "Optical image (teacher input)"),
-                                 "The optical raster the teacher was trained on (same bands, same order)."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_SAR", "SAR image (student input)"),
-                                 "The co-registered SAR raster (dB); the distilled model needs only this one."))
-        add_label_params(self)
-        add_budget_params(self)
-        self.addParameter(advanced(
-            QgsProcessingParameterNumber("TEMPERATURE", "KD temperature", Double, 2.0, minValue=0.1),
-            "Softens teacher and student class probabilities in the logit distillation term (higher = softer)."))
-        self.addParameter(advanced(
-            QgsProcessingParameterNumber("FEATURE_WEIGHT", "Feature loss weight", Double, 1.0, minValue=0.0),
-            "Weight of the feature-imitation term (student features vs the teacher's) next to the class loss."))
-        self.addParameter(advanced(
-            QgsProcessingParameterNumber("KD_WEIGHT", "Logit KD weight", Double, 1.0, minValue=0.0),
-            "Weight of the logit distillation term (student vs teacher probabilities) next to the class loss."))
-        add_device_param(self)
-        add_model_outputs(self)
+        add_spec_params(self, DISTILL)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, msg, checked = check_label_params(parameters, context)

@@ -1,19 +1,15 @@
 """mmlc:evaluate: accuracy of a class raster against reference labels (OA, AA, kappa, mIoU)."""
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterRasterLayer,
-)
-
+from ...core.operations import EVALUATE
 from .base import MmlcAlgorithm
-from .common_params import add_label_params, check_label_params, helped, label_source
+from .common_params import check_label_params, label_source
+from .spec_params import add_spec_params
 
 
 class EvaluateAlgorithm(MmlcAlgorithm):
-    NAME = "evaluate"
-    DISPLAY = "Evaluate a land-cover map"
+    NAME = EVALUATE.id
+    DISPLAY = EVALUATE.name
     HELP = (
         "<p>Compares a class raster (e.g. from <i>Classify</i>) with reference labels on the "
         "prediction's grid and reports the confusion matrix, overall accuracy (OA), average accuracy "
@@ -24,18 +20,7 @@ class EvaluateAlgorithm(MmlcAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("PREDICTION", "Classified raster"),
-                                 "A class raster, e.g. the Land cover output of Classify; 0/nodata is ignored."))
-        add_label_params(self, "REFERENCE", "Reference labels")
-        self.addParameter(helped(QgsProcessingParameterFileDestination(
-            "OUTPUT_REPORT", "Accuracy report", "HTML files (*.html)", optional=True),
-            "HTML report: OA, AA, kappa, mIoU, per-class scores and the confusion matrix as a table and heat map."))
-        self.addParameter(helped(QgsProcessingParameterFileDestination(
-            "OUTPUT_TABLE", "Confusion matrix", "CSV files (*.csv)", optional=True),
-            "The confusion matrix as CSV (rows: reference, columns: prediction)."))
-        for key, label in (("OA", "Overall accuracy"), ("AA", "Average accuracy"), ("KAPPA", "Cohen's kappa"),
-                           ("MIOU", "Mean IoU")):
-            self.addOutput(QgsProcessingOutputNumber(key, label))
+        add_spec_params(self, EVALUATE)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, msg, checked = check_label_params(parameters, context, "REFERENCE", "Reference labels")

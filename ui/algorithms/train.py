@@ -1,46 +1,18 @@
 """mmlc:train: train one of the four networks on your rasters and labels, into one model file."""
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-)
-
+from ...core.operations import TRAIN
+from ...core.operations.train import ARCHITECTURES, VARIANTS
 from .base import MmlcAlgorithm
-from .common_params import (
-    Double,
-    Integer,
-    add_budget_params,
-    add_device_param,
-    add_label_params,
-    add_model_outputs,
-    advanced,
-    check_label_params,
-    choice_param,
-    device_value,
-    helped,
-    label_source,
-    learning_rate,
-    model_output_path,
-)
+from .common_params import check_label_params, device_value, label_source, learning_rate, model_output_path
+from .spec_params import add_spec_params
 
-ARCHITECTURES = ["asanet", "das2f", "prsanet", "hfdnet"]
-#: The variants of each network (models.registry ``ModelSpec.variants``, listed here so that the
-#: dialog does not import torch; a test checks both agree), default first.
-VARIANTS: dict[str, list[str]] = {
-    "asanet": ["convnextv2_tiny", "convnextv2_atto", "convnextv2_femto", "convnextv2_pico", "convnextv2_nano",
-               "convnextv2_base"],
-    "das2f": ["nanjing", "xian"],
-    "prsanet": [],
-    "hfdnet": ["resnet50", "resnet34", "resnet18"],
-}
+__all__ = ["ARCHITECTURES", "VARIANTS", "TrainAlgorithm"]  # the name table (models/registry.py), read here
 
 
 class TrainAlgorithm(MmlcAlgorithm):
-    NAME = "train"
-    DISPLAY = "Train a land-cover model"
+    NAME = TRAIN.id
+    DISPLAY = TRAIN.name
     HELP = (
         "<p>Trains a network on one or two co-registered rasters and labels and writes one .mmlc model "
         "file (weights, inputs, normalisation, classes and provenance) plus an HTML training report.</p>"
@@ -55,42 +27,7 @@ class TrainAlgorithm(MmlcAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        arch = QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", ARCHITECTURES, defaultValue="asanet")
-        arch.setUsesStaticStrings(True)
-        self.addParameter(arch)
-        every = [v for a in ARCHITECTURES for v in VARIANTS[a]]
-        labels = {"": "default of the architecture", **{v: f"{v} ({a})" for a in ARCHITECTURES for v in VARIANTS[a]}}
-        variant = choice_param("VARIANT", "Variant", [(v, labels[v]) for v in every], None, optional=True,
-                               wrapper="choice.VariantChoiceWrapper", per_architecture=VARIANTS)
-        variant.setMetadata({"widget_wrapper": {**variant.metadata()["widget_wrapper"], "labels": labels}})
-        self.addParameter(advanced(variant, "Size of the network: ASANet backbone " + ", ".join(VARIANTS["asanet"])
-                                   + "; DAS2F nanjing/xian; HFD-Net encoder resnet50/34/18; empty = the "
-                                   "architecture's default (the first listed)."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / first modality)"),
-                                 "ASANet optical, DAS2F multispectral, PRSANet first modality, HFD-Net its only "
-                                 "input. The band order is recorded in the model file."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",
-                                                                   optional=True),
-                                 "ASANet SAR (dB), DAS2F panchromatic (4x finer), PRSANet second modality; empty "
-                                 "for HFD-Net."))
-        add_label_params(self)
-        classes = QgsProcessingParameterFile("CLASSES", "Class table (value,name,#rrggbb)", optional=True)
-        classes.setFileFilter("Class tables (*.csv *.txt)")
-        self.addParameter(classes)
-        add_budget_params(self)
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            "TILE_SIZE", "Tile size (0 = the network's default)", Integer, 0, minValue=0),
-            "Training crop side for segmentation networks; 0 keeps the network's recipe."))
-        fraction = QgsProcessingParameterNumber("VALIDATION_FRACTION", "Validation fraction", Double, 0.2,
-                                                minValue=0.0, maxValue=0.9)
-        fraction.setMetadata({"widget_wrapper": {"decimals": 2}})
-        self.addParameter(advanced(fraction,
-            "Share of the labelled pixels held out in spatially disjoint blocks to pick the best epoch."))
-        init = QgsProcessingParameterFile("INIT_MODEL", "Initial weights (.mmlc or backbone)", optional=True)
-        self.addParameter(advanced(init, "Start from an .mmlc model of the same architecture (fine-tuning) or "
-                                         "a pretrained backbone checkpoint."))
-        add_device_param(self)
-        add_model_outputs(self)
+        add_spec_params(self, TRAIN)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         """Labels: exactly one of a class raster and polygons/points (with a field); a variant must
