@@ -1,9 +1,9 @@
 """One guard for the output paths of every operation, run before any work starts.
 
-Each operation's outputs are declared in :data:`OPERATION_OUTPUTS` (parameter id + kind); each
-kind declares the side-cars written beside it (:data:`KIND_SIDECARS`) and the extensions it can
-be written as (:data:`KIND_EXTENSIONS`). :func:`check_outputs` expands every output into the
-files it will place and refuses, with one line naming the parameter:
+The outputs of each operation come from its spec (core/operations): the output parameters, the
+kind of file each writes (:class:`~..operations.spec.Output`) with its side-cars and the
+extensions it can be written as. :func:`check_outputs` expands every output into the files it
+will place and refuses, with one line naming the parameter:
 
 * a file that is an input of the run or another output of the run, compared after resolving
   symbolic links (``os.path.realpath``) and as the same file on disk (hard links);
@@ -11,69 +11,23 @@ files it will place and refuses, with one line naming the parameter:
   ``OUTPUT=o.tif``), a missing or unwritable folder;
 * an extension the kind cannot be written as (``OUTPUT=o.png``: the message names the format
   the extension stands for, through GDAL's drivers, and the accepted extensions).
-
-The declarations are data so that an operation spec can carry them later.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from ..errors import OutputError
+from ..operations import get_operation
+from ..operations.spec import Output, Param
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    """One output parameter of an operation: its id and the kind of file it is."""
+def operation_outputs(operation: str) -> tuple[Param, ...]:
+    """The output parameters of ``operation`` (``classify``...), from its spec."""
+    return get_operation(operation).outputs
 
-    param: str
-    kind: str  # a key of KIND_SIDECARS
-
-
-def _qml(p: Path) -> Path:
-    return p.with_suffix(".qml")
-
-
-def _aux(p: Path) -> Path:
-    return Path(str(p) + ".aux.xml")
-
-
-def _resume(p: Path) -> Path:
-    return p.with_name(p.name + ".resume.pt")
-
-
-#: Outputs of each operation (Processing parameter ids, as on the CLI).
-OPERATION_OUTPUTS: dict[str, tuple[OutputSpec, ...]] = {
-    "classify": (OutputSpec("OUTPUT", "class_raster"), OutputSpec("OUTPUT_CONFIDENCE", "raster"),
-                 OutputSpec("OUTPUT_VECTOR", "vector")),
-    "train": (OutputSpec("OUTPUT_MODEL", "model"), OutputSpec("OUTPUT_REPORT", "report")),
-    "distill": (OutputSpec("OUTPUT_MODEL", "model"), OutputSpec("OUTPUT_REPORT", "report")),
-    "evaluate": (OutputSpec("OUTPUT_REPORT", "report"), OutputSpec("OUTPUT_TABLE", "table")),
-}
-
-#: Files written beside an output of each kind: (description, path function).
-KIND_SIDECARS: dict[str, tuple[tuple[str, Callable[[Path], Path]], ...]] = {
-    "class_raster": (("style file", _qml), ("GDAL side-car", _aux)),
-    "raster": (("GDAL side-car", _aux),),
-    "vector": (),
-    "model": (("resume checkpoint", _resume),),
-    "report": (),
-    "table": (),
-}
-
-#: Extensions each kind can be written as (None: any).
-KIND_EXTENSIONS: dict[str, Optional[tuple[str, ...]]] = {
-    "class_raster": (".tif", ".tiff"),
-    "raster": (".tif", ".tiff"),
-    "vector": (".gpkg",),
-    "model": None,
-    "report": None,
-    "table": None,
-}
-
-_FORMAT_OF_KIND = {"class_raster": "GeoTIFF", "raster": "GeoTIFF", "vector": "GeoPackage"}
 
 PathLike = Union[str, os.PathLike]
 
@@ -114,15 +68,15 @@ def format_named_by(ext: str) -> Optional[str]:
     return None
 
 
-def check_extension(param: str, path: Path, kind: str) -> None:
-    """Refuse an extension the kind cannot be written as, naming what it stands for."""
-    accepted = KIND_EXTENSIONS.get(kind)
+def check_extension(param: str, path: Path, output: Output) -> None:
+    """Refuse an extension ``output``'s kind cannot be written as, naming what it stands for."""
+    accepted = output.extensions
     if accepted is None or path.suffix.lower() in accepted:
         return
     named = format_named_by(path.suffix) if path.suffix else None
     what = f"names a {named} file" if named else ("has no extension" if not path.suffix
                                                  else f"has the extension {path.suffix}")
-    raise OutputError(f"{param} {path} {what}; mmlc writes it as {_FORMAT_OF_KIND.get(kind, kind)}: "
+    raise OutputError(f"{param} {path} {what}; mmlc writes it as {output.format or output.kind}: "
                       f"use one of {', '.join(accepted)}")
 
 
@@ -137,21 +91,18 @@ class PlannedFile:
 
 def planned_files(operation: str, outputs: Mapping[str, Optional[PathLike]]) -> list[PlannedFile]:
     """Every file ``operation`` will write for the given outputs, side-cars included."""
-    specs = OPERATION_OUTPUTS.get(operation)
-    if specs is None:
-        raise ValueError(f"unknown operation {operation!r}")
-    unknown = set(outputs) - {s.param for s in specs}
+    params = operation_outputs(operation)
+    unknown = set(outputs) - {p.id for p in params}
     if unknown:
         raise ValueError(f"{operation} has no output(s) {sorted(unknown)}")
     files: list[PlannedFile] = []
-    for s in specs:
-        given = outputs.get(s.param)
+    for p in params:
+        given = outputs.get(p.id)
         if given in (None, ""):
             continue
-        p = Path(os.fspath(given))
-        files.append(PlannedFile(s.param, p, ""))
-        for what, fn in KIND_SIDECARS[s.kind]:
-            files.append(PlannedFile(s.param, fn(p), what))
+        path = Path(os.fspath(given))
+        files.append(PlannedFile(p.id, path, ""))
+        files.extend(PlannedFile(p.id, sidecar.path(path), sidecar.what) for sidecar in p.output.sidecars)
     return files
 
 
@@ -182,7 +133,7 @@ def check_outputs(operation: str, outputs: Mapping[str, Optional[PathLike]],
     list of paths (None skipped; ``|layername=`` suffixes allowed). Returns the planned files.
     """
     files = planned_files(operation, outputs)
-    kinds = {s.param: s.kind for s in OPERATION_OUTPUTS[operation]}
+    kinds = {p.id: p.output for p in operation_outputs(operation)}
     flat = _flat_inputs(inputs)
     reals = [_real(f.path) for f in files]
     for f, real in zip(files, reals):  # clobbering an input first: the worst outcome

@@ -83,6 +83,6 @@ CLASSIFY = Operation(
               help="CSV of class value, name, colour, pixels, hectares and share; the same table is always in the "
                    "log.",
               doc="optional CSV of the class areas: `value`, `name`, `color`, `pixels`, `hectares`, "
-                  "`share_percent` (Processing only)", doc_default="none"),
+                  "`share_percent`", doc_default="none"),
     ),
 )

@@ -53,6 +53,6 @@ DISTILL = Operation(
         seed_param(),
         Param("NO_COMPARE", "bool", "Skip the SAR-only comparison",
               cli_help="skip training the SAR-only comparison student", surfaces=CLI_ONLY,
-              doc="skip training the SAR-only comparison student (command line only)", doc_default="off"),
+              doc="skip training the SAR-only comparison student", doc_default="off"),
     ),
 )

@@ -91,5 +91,5 @@ def model_outputs(model_cli: str, report_cli: str, doc_model: str, doc_report: s
 
 def seed_param() -> Param:
     return Param("SEED", "int", "Random seed", cli_help="random seed (default 0)", surfaces=CLI_ONLY,
-                 doc="random seed of the split, sampling and initialisation (command line only)", doc_default="0",
+                 doc="random seed of the split, sampling and initialisation", doc_default="0",
                  core="seed")
