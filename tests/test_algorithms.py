@@ -8,6 +8,7 @@ from pathlib import Path
 import mmlc
 import numpy as np
 import pytest
+from mmlc.core.operations import OPERATIONS
 from osgeo import gdal
 from qgis.core import (
     QgsApplication,
@@ -20,19 +21,9 @@ from qgis.core import (
 )
 from test_inference import CLASSES3, make_dense_model
 
-PARAMETER_IDS = {
-    "mmlc:classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "MASK", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
-                      "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR", "OUTPUT_AREAS"],
-    "mmlc:train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "CLASSES",
-                   "EPOCHS",
-                   "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL", "DEVICE",
-                   "OUTPUT_MODEL", "OUTPUT_REPORT"],
-    "mmlc:distill": ["TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "EPOCHS",
-                     "BATCH_SIZE",
-                     "LEARNING_RATE", "TEMPERATURE", "FEATURE_WEIGHT", "KD_WEIGHT", "DEVICE", "OUTPUT_MODEL",
-                     "OUTPUT_REPORT"],
-    "mmlc:evaluate": ["PREDICTION", "REFERENCE", "REFERENCE_VECTOR", "LABEL_FIELD", "OUTPUT_REPORT", "OUTPUT_TABLE"],
-}
+# The algorithms' parameters are generated from the operation specs; the ids themselves are frozen
+# in tests/test_operations.py (FROZEN_PROCESSING).
+PARAMETER_IDS = {f"mmlc:{op.id}": [p.id for p in op.processing_params()] for op in OPERATIONS.values()}
 
 
 @pytest.fixture(scope="module")
