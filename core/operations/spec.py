@@ -98,7 +98,7 @@ class Param:
     dialog's file browser filter. geometry: ``any`` or ``polygon`` for vector/features/output
     vector. parent: the vector parameter of a ``field``. output: what an output parameter
     writes. create_by_default: an optional output is asked for by default in the dialog.
-    surfaces: where the parameter exists (:data:`BOTH`, or only one with a reason in ``doc``).
+    surfaces: where the parameter exists (:data:`BOTH`, or one of them; the docs table notes which).
     core: the keyword of the core function the parameter feeds ("" where it is mapped by hand,
     e.g. INPUT_1 and INPUT_2 into ``inputs``).
     """
