@@ -213,14 +213,15 @@ def _run_evaluate(a: argparse.Namespace, progress: Any) -> str:
 
 
 def _list_models() -> str:
-    from ..models.registry import get_spec, list_models
+    from ..models.registry import get_spec, list_models, list_variants
 
     lines = ["architectures:"]
     for name in list_models():
         try:
             spec = get_spec(name)
             mods = "+".join(f"{m.name}" + (f"(x{m.grid_ratio})" if m.grid_ratio != 1 else "") for m in spec.modalities)
-            variants = f" variants: {', '.join(spec.variants)}" if spec.variants else ""
+            names = list_variants(name)  # the registry's name table, default first
+            variants = f" variants: {', '.join(names)}" if names else ""
             lines.append(f"  {name:<10} {spec.head_kind:<6} {mods}{variants}")
         except Exception as e:  # a network that fails to import is listed, not fatal
             lines.append(f"  {name:<10} (unavailable: {e})")
