@@ -6,10 +6,6 @@ from .spec import Operation, Param
 
 _DISTILLER_DEFAULT = ("left out on the command line, the distiller's own default applies "
                       "(models/hfd_distill.py; the same value)")
-#: A divergence found when the parameters were gathered into this spec, kept as it was (behaviour
-#: unchanged): the dialog's 2.0 against the distiller's 1.0 for a command line without --TEMPERATURE.
-_TEMPERATURE_DEFAULT = ("left out on the command line, the distiller's own default applies "
-                        "(models/hfd_distill.py: 1.0, not the dialog's 2.0)")
 
 DISTILL = Operation(
     id="distill",
@@ -36,12 +32,11 @@ DISTILL = Operation(
                       doc_raster="as in *Train*: a class raster", doc_vector="or polygons/points (instead of `LABELS`)",
                       doc_field="class field of `LABELS_VECTOR`"),
         *budget_params(),
-        Param("TEMPERATURE", "float", "KD temperature", default=2.0, minimum=0.1, advanced=True,
+        Param("TEMPERATURE", "float", "KD temperature", default=1.0, minimum=0.1, advanced=True,
               help="Softens teacher and student class probabilities in the logit distillation term (higher = "
                    "softer).",
               cli_help="distillation temperature", doc="KD temperature τ (the KL term is scaled by τ²)",
-              doc_default="2 (dialog), 1 (command line)", core="temperature",
-              cli_default_note=_TEMPERATURE_DEFAULT),
+              doc_default="1", core="temperature", cli_default_note=_DISTILLER_DEFAULT),
         Param("FEATURE_WEIGHT", "float", "Feature loss weight", default=1.0, minimum=0.0, advanced=True,
               help="Weight of the feature-imitation term (student features vs the teacher's) next to the class "
                    "loss.",
