@@ -187,3 +187,17 @@ def test_engine_helpers_on_networks_and_plain_modules() -> None:
     assert len(mine) > 1 and {g["name"] for g in mine} == {g["name"] for g in asanet.param_groups(1e-4, 0.05)}
     mine[0]["lr"] = -1.0  # fresh dicts: the caller may edit them
     assert asanet.param_groups(1e-4, 0.05)[0]["lr"] > 0
+
+
+def test_the_hfd_distiller_is_a_network_that_never_optimises_its_teacher() -> None:
+    """The distillation wrapper fulfils the same contract; its groups hold the student and the
+    adapters exactly once and no teacher parameter (the teacher is frozen)."""
+    from mmlc.models.hfd_distill import HFDDistiller
+
+    teacher, student = build("hfdnet", "resnet18", seed=0), build("hfdnet", "resnet18", seed=1)
+    distiller = HFDDistiller(teacher, student)
+    assert isinstance(distiller, Network) and distiller.epoch_end() == {}
+    held = Counter(id(p) for g in optimizer_groups(distiller, 1e-2, 1e-4) for p in g["params"])
+    want = {id(p) for p in [*student.parameters(), *distiller.adapters.parameters()]}
+    assert set(held) == want and all(c == 1 for c in held.values())
+    assert not held.keys() & {id(p) for p in teacher.parameters()}
