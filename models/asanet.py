@@ -21,6 +21,7 @@ from torch import nn
 
 from .convnextv2 import VARIANTS, ConvNeXtV2, convnextv2, variant_name
 from .errors import NetworkError
+from .network import NetworkModule
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 from .upernet import FCNHead, UPerHead
 
@@ -146,7 +147,7 @@ class PixelwiseAdd(nn.Module):
         return x1 + x2
 
 
-class ASANet(nn.Module):
+class ASANet(NetworkModule):
     """Optical + SAR semantic segmentation (spec section 1, "Overall architecture").
 
     Two ConvNeXt-V2 encoders with identical architecture and separate weights. After every stage:

@@ -36,6 +36,8 @@ from torch import nn
 from .errors import NetworkError
 
 LN_EPS: float = 1e-6
+#: Dtypes whose GRN norm is computed in float32 (their sum of squares overflows or loses digits).
+_HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,12 @@ class GRN(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # sqrt(sum(x^2)) in float32: ~3x faster than linalg.vector_norm on CPU, and no fp16 overflow
-        # of the sum of squares under autocast
+        # sqrt(sum(x^2)): ~3x faster than linalg.vector_norm on CPU. Half types (autocast) are summed
+        # in float32, since their sum of squares overflows; float32 and float64 stay in their own
+        # precision (an fp64 network then agrees with a float64 reference to rounding).
         spatial, channel = ((1, 2), -1) if self.channels_last else ((2, 3), 1)
-        g = x.float().square().sum(dim=spatial, keepdim=True).sqrt()
+        acc = x.float() if x.dtype in _HALF_TYPES else x
+        g = acc.square().sum(dim=spatial, keepdim=True).sqrt()
         n = (g / (g.mean(dim=channel, keepdim=True) + self.eps)).to(x.dtype)
         shape = (1, 1, 1, -1) if self.channels_last else (1, -1, 1, 1)
         # x * (1 + weight * n) + bias  ==  weight * (x * n) + bias + x

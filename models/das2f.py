@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import NetworkError
+from .network import NetworkModule
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 from .selective_scan import Method, selective_scan_tokens
 
@@ -312,7 +313,7 @@ class Stem(nn.Module):
         return self.norm(self.conv(x).permute(0, 2, 3, 1))
 
 
-class DAS2F(nn.Module):
+class DAS2F(NetworkModule):
     """DAS2F-Model. ``forward(ms (B, C_ms, P, P), pan (B, C_pan, 4P, 4P)) -> logits (B, num_classes)``.
 
     variant ``"nanjing"``: two CMDA stages (stage 2 takes stage 1's *common* features) and two

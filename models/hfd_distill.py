@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import NetworkError
-from .registry import IGNORE_INDEX
+from .network import NetworkModule
+from .registry import IGNORE_INDEX, optimizer_groups
 
 FeatureLoss = Literal["mse_norm", "cwd"]
 KDMask = Literal["all", "labelled", "teacher_correct"]
@@ -72,7 +73,7 @@ def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: fl
     return kl.mean() * tau ** 2
 
 
-class HFDDistiller(nn.Module):
+class HFDDistiller(NetworkModule):
     """Train a SAR student from a frozen optical teacher (HFDM, spec Sec. 5.2).
 
     Both networks must expose ``forward_features(x) -> (logits, {level: feature})`` and
@@ -186,11 +187,7 @@ class HFDDistiller(nn.Module):
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """The student's groups (its own ``param_groups`` if any) plus the adapters; never the teacher."""
-        if hasattr(self.student, "param_groups"):
-            groups = list(self.student.param_groups(lr, weight_decay))
-        else:
-            groups = [{"params": [p for p in self.student.parameters() if p.requires_grad],
-                       "lr": lr, "weight_decay": weight_decay}]
+        groups = optimizer_groups(self.student, lr, weight_decay)
         groups.append({"params": list(self.adapters.parameters()), "lr": lr, "weight_decay": weight_decay})
         return groups
 

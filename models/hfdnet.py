@@ -31,6 +31,7 @@ from torch import nn
 
 from .errors import NetworkError
 from .layers import PPM, ConvBNReLU
+from .network import NetworkModule
 from .registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register
 from .resnet import FirstConvInit, LoadReport, build_resnet, load_resnet_weights, resnet_names
 
@@ -157,7 +158,7 @@ class AlignmentDecoder(nn.Module):
         return {"p2": p2, "p3": p3, "p4": p4, "p5": p5, "fused": fused}
 
 
-class HFDNet(nn.Module):
+class HFDNet(NetworkModule):
     """The HFD-Net segmentation network (teacher or student; spec Sec. 5.1).
 
     Args:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .errors import NetworkError
 from .layers import ConvBNReLU
+from .network import NetworkModule
 from .prototypes import (
     PrototypeBank,
     UpdateMode,
@@ -161,7 +162,7 @@ class ConcatFusion(nn.Module):
         return F.relu(self.proj(torch.cat(list(embeddings), dim=1)))
 
 
-class PRSANet(nn.Module):
+class PRSANet(NetworkModule):
     """PRSANet for M >= 2 co-registered modalities; see the module docstring for the design.
 
     Args:

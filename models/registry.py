@@ -7,13 +7,18 @@ which grid ratio each is read, whether it is a ``dense`` (tile -> logit map) or 
 keyword arguments, and the training recipe defaults.
 
 Network modules register themselves with :func:`register` at import time; :func:`build_model`
-imports them lazily so ``import mmlc.models`` stays cheap.
+imports them lazily so ``import mmlc.models`` stays cheap. What the engine calls on a built network
+is the :class:`Network` protocol (docs/contributing.md, "The contract every network fulfils");
+:func:`optimizer_groups` and :func:`epoch_end_logs` call its two hooks on any module.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:  # the registry itself never imports torch (``list_models`` stays cheap)
+    from torch import Tensor
 
 #: Label value ignored by every loss and metric (unlabelled pixels). Class indices are 0..K-1.
 IGNORE_INDEX: int = 255
@@ -135,3 +140,64 @@ def list_variants(name: str) -> tuple[str, ...]:
 def build_model(name: str, **kwargs: Any) -> Any:
     """Build network ``name`` with builder keyword arguments (``num_classes=...`` etc.)."""
     return get_spec(name).builder(**kwargs)
+
+
+# -- the network contract: what the engine calls on a built network ------------------------------
+
+@runtime_checkable
+class StatesParamGroups(Protocol):
+    """A module that says how its parameters are optimised (LR scales, no-decay groups)."""
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser groups (``params`` plus optional ``lr``/``weight_decay``/...) that together hold
+        every trainable parameter exactly once."""
+        ...
+
+
+@runtime_checkable
+class ReportsEpochEnd(Protocol):
+    """A module with a hook at the end of every training epoch."""
+
+    def epoch_end(self) -> dict[str, float]:
+        """Scalar logs of the finished epoch (they go to the training history and the report)."""
+        ...
+
+
+@runtime_checkable
+class Network(StatesParamGroups, ReportsEpochEnd, Protocol):
+    """The contract every registered network fulfils (an ``nn.Module`` with these methods).
+
+    ``forward(*inputs)``: one normalised float tensor per modality, in the ModelSpec's order; in
+    ``eval()`` mode it returns plain logits, ``(B, K, H, W)`` at input 1's size (dense) or
+    ``(B, K)`` (patch). ``training_step(inputs, target)``: the loss to back-propagate and scalar
+    logs; ``target`` is ``(B, H, W)`` or ``(B,)`` int64 with :data:`IGNORE_INDEX` where unlabelled.
+    ``param_groups`` and ``epoch_end`` default to one group of all trainable parameters and ``{}``
+    (:class:`.network.NetworkModule`). Checked for every registry entry by tests/test_contract.py.
+    """
+
+    def forward(self, *inputs: Tensor) -> Any:
+        ...
+
+    def training_step(self, inputs: Sequence[Tensor], target: Tensor) -> tuple[Tensor, dict[str, float]]:
+        ...
+
+
+def single_param_group(net: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """One optimiser group of every trainable parameter (the default of :class:`StatesParamGroups`)."""
+    return [{"params": [p for p in net.parameters() if p.requires_grad], "lr": lr, "weight_decay": weight_decay}]
+
+
+def optimizer_groups(net: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """The optimiser groups of ``net``: its own ``param_groups`` when it states them, else one group
+    of all trainable parameters (modules outside the registry: test doubles, wrappers). Each group
+    is a fresh dict, so the caller may add keys without touching the network's."""
+    if isinstance(net, StatesParamGroups):
+        return [dict(g) for g in net.param_groups(lr, weight_decay)]
+    return single_param_group(net, lr, weight_decay)
+
+
+def epoch_end_logs(net: Any) -> dict[str, float]:
+    """Run ``net``'s end-of-epoch hook (if it has one) and return its logs as floats."""
+    if not isinstance(net, ReportsEpochEnd):
+        return {}
+    return {str(k): float(v) for k, v in (net.epoch_end() or {}).items()}

@@ -401,11 +401,6 @@ def _mamba_kernel():
     return selective_scan_fn
 
 
-def cuda_kernel_available() -> bool:
-    """True when mamba_ssm's CUDA selective-scan kernel can be imported."""
-    return _mamba_kernel() is not None
-
-
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: torch.Tensor | None = None, delta_bias: torch.Tensor | None = None,
                    delta_softplus: bool = False, method: Method = "auto",

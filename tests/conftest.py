@@ -44,6 +44,20 @@ def nc_landsat(samples: Path) -> Path:
     return samples / "share_alike" / "nc_landsat"
 
 
+@pytest.fixture(scope="module")
+def provider(qgis_app, qgis_processing):
+    """The plugin's Processing provider ``mmlc``, registered for one test module and unloaded after.
+
+    qgis imports stay inside: modules without QGIS tests never load it through this conftest."""
+    import mmlc
+    from qgis.core import QgsApplication
+
+    plugin = mmlc.classFactory(None)
+    plugin.initProcessing()
+    yield QgsApplication.processingRegistry().providerById("mmlc")
+    plugin.unload()
+
+
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}

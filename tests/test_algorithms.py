@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import mmlc
 import numpy as np
 import pytest
 from mmlc.core.operations import OPERATIONS
@@ -38,14 +37,6 @@ def copies(tmp_path_factory, spacenet6: Path, bigearthnet: Path, nc_landsat: Pat
     for name, src in (("spacenet6", spacenet6), ("bigearthnet", bigearthnet), ("nc_landsat", nc_landsat)):
         out[name] = Path(shutil.copytree(src, root / name))
     return out
-
-
-@pytest.fixture(scope="module")
-def provider(qgis_app, qgis_processing):
-    plugin = mmlc.classFactory(None)
-    plugin.initProcessing()
-    yield QgsApplication.processingRegistry().providerById("mmlc")
-    plugin.unload()
 
 
 def _grid(path: Path) -> tuple:

@@ -105,6 +105,73 @@ def test_grn_formula_and_identity_at_init() -> None:
     torch.testing.assert_close(cl(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), want)
 
 
+def reference_grn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, channels_last: bool,
+                  eps: float = 1e-6) -> torch.Tensor:
+    """GRN (paper Eq. 1-3) written independently of models/convnextv2.py, in the input's precision."""
+    spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
+    shape = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
+    g = torch.linalg.vector_norm(x, dim=spatial, keepdim=True)
+    n = g / (g.mean(dim=channel, keepdim=True) + eps)
+    return weight.view(shape) * (x * n) + bias.view(shape) + x
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_grn_float64_agrees_with_a_float64_reference(channels_last: bool) -> None:
+    """The norm is computed in float64 for float64 input (it was rounded through float32: ~1e-7 off)."""
+    torch.manual_seed(0)
+    grn = GRN(7, channels_last=channels_last).double()
+    with torch.no_grad():
+        grn.weight.uniform_(-2, 2)
+        grn.bias.uniform_(-1, 1)
+    x = torch.randn(2, 9, 11, 7, dtype=torch.float64) * 50 + 3  # NHWC or NCHW by reading
+    x = x if channels_last else x.permute(0, 3, 1, 2)
+    out = grn(x)
+    assert out.dtype == torch.float64
+    want = reference_grn(x, grn.weight, grn.bias, channels_last)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+
+
+def test_float64_asanet_agrees_with_the_reference_grn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole fp64 ASANet (atto) equals the same network with the reference GRN to fp64 rounding
+    (before the norm stayed in the input's precision: 1.5e-10 apart on logits of ~6e-3)."""
+    from mmlc.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("asanet", num_classes=5, backbone="convnextv2_atto", decoder_channels=32,
+                      aux_channels=16).double().eval()
+    grns = [m for m in net.modules() if isinstance(m, GRN)]
+    assert len(grns) == 2 * 12  # both branches, every block
+    with torch.no_grad():
+        for m in grns:  # GRN starts as the identity: give it weights so that its norm matters
+            m.weight.uniform_(-1, 1)
+            m.bias.uniform_(-0.5, 0.5)
+    optical = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    sar = torch.randn(2, 1, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        out = net(optical, sar)
+        monkeypatch.setattr(GRN, "forward", lambda self, x: reference_grn(x, self.weight, self.bias,
+                                                                         self.channels_last, self.eps))
+        want = net(optical, sar)
+    assert out.dtype == torch.float64 and out.shape == (2, 5, 64, 64)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_grn_half_types_sum_in_float32_without_overflow(dtype: torch.dtype) -> None:
+    """Half types are summed in float32: a float16 sum of squares of these values (~4e6) overflows."""
+    torch.manual_seed(0)
+    grn = GRN(4, channels_last=False).to(dtype)
+    with torch.no_grad():
+        grn.weight.fill_(0.5)
+    x = (torch.rand(1, 4, 8, 8) * 100 + 200).to(dtype)
+    if dtype == torch.float16:
+        assert torch.isinf(x.square().sum())  # what summing in float32 avoids
+    out = grn(x)
+    assert out.dtype == dtype and bool(torch.isfinite(out).all())
+    want = reference_grn(x.double(), grn.weight.double(), grn.bias.double(), channels_last=False)
+    torch.testing.assert_close(out.double(), want, rtol=2e-2, atol=0.0)
+
+
 def test_conv_and_linear_blocks_compute_the_same_function() -> None:
     """atto (1x1-conv MLP, channels-first LN) equals the same weights in the Linear layout."""
     torch.manual_seed(0)

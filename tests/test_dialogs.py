@@ -8,7 +8,6 @@ import inspect
 import shutil
 from pathlib import Path
 
-import mmlc
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -30,14 +29,6 @@ ADVANCED = {
     "mmlc:evaluate": set(),
 }
 PAIR = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
-
-
-@pytest.fixture(scope="module")
-def provider(qgis_app, qgis_processing):
-    plugin = mmlc.classFactory(None)
-    plugin.initProcessing()
-    yield QgsApplication.processingRegistry().providerById("mmlc")
-    plugin.unload()
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import mmlc
 import pytest
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsProcessingException
-
-
-@pytest.fixture(scope="module")
-def provider(qgis_app, qgis_processing):
-    plugin = mmlc.classFactory(None)
-    plugin.initProcessing()
-    yield QgsApplication.processingRegistry().providerById("mmlc")
-    plugin.unload()
+from qgis.core import QgsProcessingException
 
 
 def _sha(p: Path) -> str:
