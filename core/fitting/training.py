@@ -63,12 +63,9 @@ _RESUME_VERSION = 1
 
 
 def _version() -> str:
-    try:
-        from ... import __version__  # type: ignore[attr-defined]
+    from ..version import plugin_version
 
-        return str(__version__)
-    except Exception:  # the package may not define a version string
-        return "0.0.0"
+    return plugin_version()
 
 
 @dataclass
