@@ -25,7 +25,7 @@ from ..classes import ClassInfo
 from ..data.datasets import Scene, fingerprint
 from ..data.prepare import check_tile_option, record_profile, run_tile
 from ..errors import InputError
-from ..head_kinds import DENSE
+from ..head_kinds import head_kind
 from ..modelfiles.builtin import resolve_model
 from ..modelfiles.modelfile import ModelCard, build_from_file, load_model_file
 from ..progress import NullProgress, Progress
@@ -111,7 +111,7 @@ def distill(
         raise InputError(f"TEACHER {teacher} is a {t_card.architecture} model with {len(t_card.modalities)} "
                          "input(s); distillation needs an hfdnet teacher trained on one optical raster")
     spec = get_spec("hfdnet")
-    rec = spec.recipe
+    rec, head = spec.recipe, head_kind(spec)
     if scenes is None:
         if not (input_optical and input_sar and labels):
             raise InputError("give INPUT_OPTICAL, INPUT_SAR and LABELS (or a list of scenes)")
@@ -136,8 +136,9 @@ def distill(
                              f"on {t_card.modalities[0].bands}")
         classes: list[ClassInfo] = list(t_card.classes)
         tile = run_tile(tile_size, t_card.tile_size or rec.tile_size, datas)
-        prepared = run.prepare(datas, DENSE, (), names=["optical", "sar"], ratios=[1, 1], classes=classes, tile=tile,
-                               validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
+        # HFD-Net's head is dense: its sampler and validation need no patch geometry
+        prepared = run.prepare(datas, head, (), names=["optical", "sar"], ratios=[1, 1], classes=classes,
+                               tile=tile, validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
                                given_cards=[t_card.modalities[0], None])
         data = prepared.data
         sar_card = data.modality_cards[1]
@@ -150,7 +151,7 @@ def distill(
         kd_kwargs = {k: v for k, v in (("temperature", temperature), ("feature_weight", feature_weight),
                                         ("kd_weight", kd_weight)) if v is not None}
         cfg = LoopConfig.from_recipe(rec, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                     metric=DENSE.selection_metric, max_steps_per_epoch=max_steps_per_epoch)
+                                     metric=head.selection_metric, max_steps_per_epoch=max_steps_per_epoch)
         torch.manual_seed(seed)
         student = spec.builder(**s_kwargs)
         initial = {k: v.clone() for k, v in student.state_dict().items()}
@@ -183,8 +184,8 @@ def distill(
                           "temperature": distiller.temperature, "levels": list(distiller.levels)},
             comparison=comparison,
         )
-        card = ModelCard(architecture="hfdnet", build_kwargs=s_kwargs, head_kind=DENSE.name, modalities=[sar_card],
-                         classes=classes, variant=t_card.variant, tile_size=DENSE.card_tile(tile, rec.tile_size),
+        card = ModelCard(architecture="hfdnet", build_kwargs=s_kwargs, head_kind=head.name, modalities=[sar_card],
+                         classes=classes, variant=t_card.variant, tile_size=head.card_tile(tile, rec.tile_size),
                          overlap=min(32, tile // 4), provenance=provenance)
         written = run.finish(card, fit, {"operation": "distillation (optical teacher -> SAR student)",
                                          "teacher": str(Path(teacher).name), "comparison": comparison,
