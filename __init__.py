@@ -5,7 +5,9 @@ QGIS calls :func:`classFactory`; nothing here imports qgis or torch at import ti
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .core.version import plugin_version
+
+__version__ = plugin_version()  # metadata.txt is the one source (core/version.py)
 #: why the installer's package folder could not be put on sys.path at start-up (None: it was, or absent)
 deps_activation_error: str | None = None
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 from mmlc.core.data.datasets import Scene, load_scene
+from mmlc.core.data.prepare import prepare_data, resolve_classes
 from mmlc.core.data.samplers import DenseTileSampler, PatchSampler, collate
-from mmlc.core.fitting.training import LoopConfig, prepare_data, resolve_classes, resume_path_for, run_loop
+from mmlc.core.fitting.checkpoint import resume_path_for
+from mmlc.core.fitting.loop import LoopConfig, run_loop
 from mmlc.models.registry import get_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 from mmlc.core.assessment.baseline import BaselineResult, forest_baseline, pixel_features
 from mmlc.core.assessment.reports import write_training_report
 from mmlc.core.data.datasets import Scene, load_scene
-from mmlc.core.fitting.training import prepare_data, resolve_classes
+from mmlc.core.data.prepare import prepare_data, resolve_classes
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def test_device_choices_never_import_torch_for_missing_or_cpu_builds(monkeypatch
 
 
 def test_variant_dropdown_matches_the_registry(provider) -> None:
-    from mmlc.core.fitting.training import variant_kwarg
+    from mmlc.core.fitting.network import variant_kwarg
     from mmlc.models.registry import get_spec
     from mmlc.ui.algorithms.train import ARCHITECTURES, VARIANTS
 

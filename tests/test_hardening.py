@@ -18,13 +18,14 @@ from mmlc.core.assessment.evaluate import confusion_csv
 from mmlc.core.assessment.metrics import Metrics
 from mmlc.core.classes import ClassInfo
 from mmlc.core.data.labels import read_labels
+from mmlc.core.data.prepare import record_profile
 from mmlc.core.engine.atomic import RunFiles, commit_group, temp_path
 from mmlc.core.engine.io import AlignedReader
 from mmlc.core.engine.output_paths import check_outputs
 from mmlc.core.engine.outputs import OutputSet
 from mmlc.core.engine.value_checks import type_mismatch
 from mmlc.core.errors import InputError, ModelFileError, OutputError
-from mmlc.core.fitting.training import record_profile, resolve_variant
+from mmlc.core.fitting.network import resolve_variant
 from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, read_card, save_model_file
 from mmlc.core.progress import NullProgress
 from mmlc.models.registry import get_spec

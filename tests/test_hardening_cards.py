@@ -188,7 +188,7 @@ def test_tiles_whose_buffers_do_not_fit_are_refused_with_the_figures() -> None:
 def test_training_tile_is_checked_before_reading_and_cut_to_the_scenes(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from mmlc.core.fitting.training import training_tile
+    from mmlc.core.data.prepare import training_tile
 
     nowhere = str(tmp_path / "no_such.tif")
     with pytest.raises(InputError, match="TILE_SIZE 100000 must be between 8 and 8192"):

@@ -57,6 +57,33 @@ def test_guard_catches_a_violation(tmp_path: Path) -> None:
     assert (1, "qgis.core", 0) in mods and (2, "PyQt5.QtCore", 0) in mods and (3, "ui", 2) in mods
 
 
+def _plugin_root_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """Imports in ``path`` that resolve to the plugin root package itself (``from ... import x``
+    climbing exactly to the root): the root imports qgis machinery and ui/, so core/ and models/
+    must not depend on it (the version lives in core/version.py)."""
+    depth = len(path.relative_to(root).parts) - 1  # folders between the root and the file
+    return [f"{path.relative_to(root)}:{line} imports {'.' * level}{mod}"
+            for line, mod, level in _imports(path) if level == depth + 1 and not mod]
+
+
+@pytest.mark.parametrize("sub", ["core", "models"])
+def test_no_import_of_the_plugin_root(sub: str) -> None:
+    bad = [b for p in _modules(sub) for b in _plugin_root_imports(p)]
+    assert not bad, f"{sub}/ must not import the plugin root package:\n" + "\n".join(bad)
+
+
+def test_plugin_root_guard_catches_a_violation(tmp_path: Path) -> None:
+    """A planted ``from ... import __version__`` two folders down (and ``from .. import`` one down)
+    is caught; a sibling import at the same depth is not."""
+    (tmp_path / "core" / "fitting").mkdir(parents=True)
+    deep = tmp_path / "core" / "fitting" / "m.py"
+    deep.write_text("from ... import __version__\nfrom ..errors import InputError\nfrom .. import data\n")
+    shallow = tmp_path / "core" / "n.py"
+    shallow.write_text("from .. import __version__\nfrom . import errors\n")
+    assert _plugin_root_imports(deep, tmp_path) == ["core/fitting/m.py:1 imports ..."]
+    assert _plugin_root_imports(shallow, tmp_path) == ["core/n.py:1 imports .."]
+
+
 def test_intra_package_imports_are_relative() -> None:
     bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}"
            for sub in ("core", "models", "ui") for p in _modules(sub)

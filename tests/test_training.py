@@ -20,7 +20,9 @@ from mmlc.core.data.datasets import Scene, load_scene, scenes_from_dataset
 from mmlc.core.data.samplers import IGNORE, DenseTileSampler, PatchSampler, PreparedScene, augment, epoch_order
 from mmlc.core.data.splits import block_split
 from mmlc.core.errors import Cancelled, InputError, OutputError
-from mmlc.core.fitting.training import lr_factor, resume_path_for, train
+from mmlc.core.fitting.checkpoint import resume_path_for
+from mmlc.core.fitting.schedule import lr_factor
+from mmlc.core.fitting.training import train
 from mmlc.core.modelfiles.modelfile import load_model_file
 from mmlc.core.progress import CallbackProgress
 from mmlc.models.registry import IGNORE_INDEX, ModalitySpec, ModelSpec, Recipe, register

@@ -1,2 +1,3 @@
 """Assessment: confusion-matrix metrics, ``evaluate`` against a reference, the training reports,
-and the per-pixel random-forest baseline printed beside the network."""
+the per-pixel random-forest baseline printed beside the network, and the validation of a
+network during training (``validation``)."""

@@ -1,6 +1,7 @@
 """Training samples from prepared scenes: tiles for dense models, centred patches for patch models.
 
-The ModelSpec's ``head_kind`` chooses the sampler (:func:`make_sampler`), never the network name.
+The ModelSpec's ``head_kind`` chooses the sampler (``core.head_kinds``: ``HeadKind.training_sampler``),
+never the network name.
 Every item is a pure function of ``(seed, epoch, index)`` (its own numpy Generator), so an epoch
 is identical whether it runs straight through, after a resume, or sharded over DDP ranks.
 

@@ -1,15 +1,15 @@
-"""The Xi'an / Nanjing MS + PAN folder layout, read directly, and a vectorised patch cutter.
+"""The Xi'an / Nanjing MS + PAN folder layout, read directly, and the patch cutter set up for it.
 
 Layout (the Xidian MS/PAN line of work, spec ``das2f.md`` section 1): one folder holding
 ``ms4.tif`` (C bands, H x W), ``pan.tif`` (1 band, exactly 4H x 4W: PAN pixel (4r.., 4c..)
 covers MS pixel (r, c)) and label grids at MS resolution, ``train.npy`` / ``test.npy`` (or
 ``label.npy``), uint8 with 0 = unlabelled and k = class k-1.
 
-:class:`PatchCutter` pads each image ONCE with reflect-101 and gathers the patches of many
-pixels in one indexing operation on a strided window view (no per-pixel read). Its geometry is
-the engine's ``ModalitySpec`` convention (:mod:`.patches`): the patch of MS pixel (r, c)
-starts at (r - 7, c - 7) in MS pixels and at (4r - 28, 4c - 28) in PAN pixels (DAS2F: 16x16 and
-64x64, i.e. padding 7/8 and 28/32 as in spec section 1).
+:class:`PatchCutter` is the one in-memory cutter of :mod:`.patches` (each image padded ONCE with
+reflect-101, the patches of many pixels gathered in one indexing operation on a strided window
+view) given an MS + PAN pair; its geometry is the engine's ``ModalitySpec`` convention: the
+patch of MS pixel (r, c) starts at (r - 7, c - 7) in MS pixels and at (4r - 28, 4c - 28) in PAN
+pixels (DAS2F: 16x16 and 64x64, i.e. padding 7/8 and 28/32 as in spec section 1).
 """
 from __future__ import annotations
 
@@ -121,13 +121,14 @@ def minmax_normalise(x: np.ndarray) -> np.ndarray:
     return (x - lo) / max(hi - lo, 1e-12)
 
 
-class PatchCutter:
-    """Cut centred MS and PAN patches around MS pixels (:class:`.patches.PatchCutter` for the pair).
+class PatchCutter(patches.PatchCutter):
+    """The one in-memory cutter (:class:`.patches.PatchCutter`) set up for an MS + PAN pair.
 
-    ``cut(rows, cols)`` returns ``ms`` (N, C, ms_patch, ms_patch) and ``pan``
+    ``cut(rows, cols)`` returns ``[ms, pan]``: ``ms`` (N, C, ms_patch, ms_patch) and ``pan``
     (N, C_pan, pan_patch, pan_patch) in the arrays' dtype; the patch of MS pixel (r, c) starts at
     (r - ms_anchor, c - ms_anchor) in MS and (ratio*r - pan_anchor, ratio*c - pan_anchor) in PAN
-    pixels, reflect-101 outside the image. Defaults: DAS2F (16/7, 4, 64/28).
+    pixels, reflect-101 outside the image. Defaults: DAS2F (16/7, 4, 64/28). A PAN that is not
+    exactly ``ratio`` x the MS size is a GridError (the pair's grids disagree).
     """
 
     def __init__(self, ms: np.ndarray, pan: np.ndarray, ms_patch: int = 16, ms_anchor: int = 7, ratio: int = 4,
@@ -137,19 +138,12 @@ class PatchCutter:
         h, w = ms.shape[-2:]
         if pan.shape[-2:] != (ratio * h, ratio * w):
             raise GridError(f"PAN is {pan.shape[-2:]} but must be exactly {ratio}x the MS size {(h, w)}")
-        if not (0 <= ms_anchor < ms_patch and 0 <= pan_anchor < pan_patch):
-            raise ValueError("patch anchors must lie inside their patches")
-        self.shape = (h, w)
-        self._cutter = patches.PatchCutter([ms, pan], [ms_patch, pan_patch], [ms_anchor, pan_anchor], [1, ratio])
-
-    def cut(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Patches of MS pixels (rows[i], cols[i]); raises InputError for a pixel outside the image."""
-        ms, pan = self._cutter.cut(rows, cols)
-        return ms, pan
+        super().__init__([ms, pan], [ms_patch, pan_patch], [ms_anchor, pan_anchor], [1, ratio])
 
 
 def cut_patches(ms: np.ndarray, pan: np.ndarray, rows: np.ndarray, cols: np.ndarray, ms_patch: int = 16,
                 ms_anchor: int = 7, ratio: int = 4, pan_patch: int = 64,
                 pan_anchor: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """One-shot :class:`PatchCutter` (pads the images; for many batches keep a cutter instead)."""
-    return PatchCutter(ms, pan, ms_patch, ms_anchor, ratio, pan_patch, pan_anchor).cut(rows, cols)
+    ms_patches, pan_patches = PatchCutter(ms, pan, ms_patch, ms_anchor, ratio, pan_patch, pan_anchor).cut(rows, cols)
+    return ms_patches, pan_patches

@@ -2,9 +2,9 @@
 
 :func:`distill` loads a teacher model file (an ``hfdnet`` trained on optical bands with
 :func:`core.fitting.training.train`), builds a student ``hfdnet`` with the SAR band count, wraps both in
-``models.hfd_distill.HFDDistiller`` and trains that through the *same* generic loop as
-:func:`core.fitting.training.train` (``run_loop``): the distiller fulfils the network contract with
-inputs ``[optical, sar]``. The saved model file is an ordinary SAR-only ``hfdnet`` (the
+``models.hfd_distill.HFDDistiller`` and trains that through the *same* training run as
+:func:`core.fitting.training.train` (``core.fitting.run.TrainingRun``, its loop ``core.fitting.loop``):
+the distiller fulfils the network contract with inputs ``[optical, sar]``. The saved model file is an ordinary SAR-only ``hfdnet`` (the
 student's weights; adapters and teacher dropped), usable by classify with one SAR input.
 
 With ``compare_sar_only`` a second student with the same initial weights is trained on SAR
@@ -17,37 +17,20 @@ are the teacher's (label values outside its table are unlabelled).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..classes import ClassInfo
-from ..data.datasets import Scene, fingerprint, load_scene
-from ..data.samplers import DenseTileSampler
-from ..engine.output_paths import check_outputs
+from ..data.datasets import Scene, fingerprint
+from ..data.prepare import check_tile_option, record_profile, run_tile
 from ..errors import InputError
+from ..head_kinds import head_kind
 from ..modelfiles.builtin import resolve_model
-from ..modelfiles.modelfile import ModelCard, build_from_file, load_model_file, save_model_file
+from ..modelfiles.modelfile import ModelCard, build_from_file, load_model_file
 from ..progress import NullProgress, Progress
-from .ddp import teardown
-from .training import (
-    DenseValidation,
-    LoopConfig,
-    _default_tile,
-    _metric_of,
-    _version,
-    _write_report,
-    check_tile_option,
-    claim_run,
-    prepare_data,
-    record_profile,
-    report_path_for,
-    resume_path_for,
-    run_loop,
-    training_tile,
-)
+from .loop import LoopConfig
+from .run import TrainingRun
 
 
 @dataclass
@@ -128,7 +111,7 @@ def distill(
         raise InputError(f"TEACHER {teacher} is a {t_card.architecture} model with {len(t_card.modalities)} "
                          "input(s); distillation needs an hfdnet teacher trained on one optical raster")
     spec = get_spec("hfdnet")
-    rec = spec.recipe
+    rec, head = spec.recipe, head_kind(spec)
     if scenes is None:
         if not (input_optical and input_sar and labels):
             raise InputError("give INPUT_OPTICAL, INPUT_SAR and LABELS (or a list of scenes)")
@@ -144,27 +127,22 @@ def distill(
     lr = float(learning_rate if learning_rate is not None else rec.lr)
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise InputError("EPOCHS and BATCH_SIZE must be >= 1 (0 = the network's default) and LEARNING_RATE > 0")
-    out = Path(output_model)
-    report_path = report_path_for(out, output_report)
-    check_outputs("distill", {"OUTPUT_MODEL": output_model, "OUTPUT_REPORT": report_path},
-                  {"TEACHER": str(teacher_path), "INPUT_OPTICAL": [s.inputs[0] for s in scenes],
-                   "INPUT_SAR": [s.inputs[1] for s in scenes], "LABELS": [s.labels for s in scenes]})
-    run, dev, ctx = claim_run(out, report_path, device)
-    try:
-        datas = [load_scene(s, [1, 1]) for s in scenes]
+    run_inputs = {"TEACHER": str(teacher_path), "INPUT_OPTICAL": [s.inputs[0] for s in scenes],
+                  "INPUT_SAR": [s.inputs[1] for s in scenes], "LABELS": [s.labels for s in scenes]}
+    with TrainingRun("distill", output_model, output_report, run_inputs, device, progress) as run:
+        datas = run.read_scenes(scenes, [1, 1])
         if datas[0].arrays[0].shape[0] != t_card.modalities[0].bands:
             raise InputError(f"INPUT_OPTICAL has {datas[0].arrays[0].shape[0]} bands but the teacher was trained "
                              f"on {t_card.modalities[0].bands}")
         classes: list[ClassInfo] = list(t_card.classes)
-        tile = training_tile(tile_size, datas) if tile_size else _default_tile(t_card.tile_size or rec.tile_size, datas)
-        data = prepare_data(datas, ["optical", "sar"], [1, 1], classes=classes,
-                            validation_fraction=validation_fraction, seed=seed, tile=tile,
-                            given_cards=[t_card.modalities[0], None], progress=progress)
+        tile = run_tile(tile_size, t_card.tile_size or rec.tile_size, datas)
+        # HFD-Net's head is dense: its sampler and validation need no patch geometry
+        prepared = run.prepare(datas, head, (), names=["optical", "sar"], ratios=[1, 1], classes=classes,
+                               tile=tile, validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
+                               given_cards=[t_card.modalities[0], None])
+        data = prepared.data
         sar_card = data.modality_cards[1]
         record_profile(sar_card, scenes[0].inputs[1], [d.arrays[1] for d in datas])
-        length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
-        sampler = DenseTileSampler(data.scenes, tile, length, seed)
-        validation = DenseValidation(data.scenes, tile)
         # built on torch's meta device and given the file's tensors: a card whose sizes do not
         # match its weights is refused without allocating what the card claims
         _, teacher_net = build_from_file(teacher_path, "cpu")
@@ -172,10 +150,8 @@ def distill(
         s_kwargs.update(spec.channel_kwargs([data.band_counts[1]]))
         kd_kwargs = {k: v for k, v in (("temperature", temperature), ("feature_weight", feature_weight),
                                         ("kd_weight", kd_weight)) if v is not None}
-        cfg = LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=rec.weight_decay,
-                         optimizer=rec.optimizer, momentum=rec.momentum, schedule=rec.schedule,
-                         poly_power=rec.poly_power, warmup_iters=rec.warmup_iters, seed=seed, metric="miou",
-                         max_steps_per_epoch=max_steps_per_epoch)
+        cfg = LoopConfig.from_recipe(rec, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                     metric=head.selection_metric, max_steps_per_epoch=max_steps_per_epoch)
         torch.manual_seed(seed)
         student = spec.builder(**s_kwargs)
         initial = {k: v.clone() for k, v in student.state_dict().items()}
@@ -184,58 +160,35 @@ def distill(
         except ValueError as e:
             raise InputError(f"cannot set up the distillation: {e}") from e
         progress.info("training the distilled SAR student")
-        outcome = run_loop(distiller, sampler, validation, cfg, classes, dev,
-                           export_state=lambda m: m.student_state_dict(),
-                           resume_path=resume_path_for(out), run_fingerprint=repr((t_card.to_json(), s_kwargs,
-                           cfg.__dict__, kd_kwargs, data.fingerprints, tile)), progress=progress, ctx=ctx)
-        value, metrics = (_metric_of(outcome.best_confusion, classes, "miou")
-                          if outcome.best_confusion is not None else (float("nan"), None))
-        sar_value = sar_metrics = sar_history = None
+        fit = run.loop(distiller, prepared, cfg, classes, export_state=lambda m: m.student_state_dict(),
+                       run_fingerprint=repr((t_card.to_json(), s_kwargs, cfg.__dict__, kd_kwargs, data.fingerprints,
+                                             tile)))
+        sar_fit = None
         if compare_sar_only:
             progress.info("training the SAR-only comparison student (same start, samples and budget)")
             torch.manual_seed(seed)
             plain = spec.builder(**s_kwargs)
             plain.load_state_dict(initial)
-            sar_out = run_loop(_sar_only(plain), sampler, validation, cfg, classes, dev,
-                               export_state=lambda m: m.student.state_dict(), progress=progress, ctx=ctx)
-            sar_history = sar_out.history
-            if sar_out.best_confusion is not None:
-                sar_value, sar_metrics = _metric_of(sar_out.best_confusion, classes, "miou")
-        comparison = {"distilled_miou": value, "sar_only_miou": sar_value,
-                      "distilled_summary": metrics.summary() if metrics is not None else {},
+            sar_fit = run.loop(_sar_only(plain), prepared, cfg, classes, resume=False,
+                               export_state=lambda m: m.student.state_dict())
+        sar_value = sar_fit.value if sar_fit is not None and sar_fit.metrics is not None else None
+        sar_metrics = sar_fit.metrics if sar_fit is not None else None
+        sar_history = sar_fit.outcome.history if sar_fit is not None else None
+        comparison = {"distilled_miou": fit.value, "sar_only_miou": sar_value,
+                      "distilled_summary": fit.metrics.summary() if fit.metrics is not None else {},
                       "sar_only_summary": sar_metrics.summary() if sar_metrics is not None else {}}
-        provenance = {
-            "inputs": data.fingerprints, "teacher": fingerprint(str(teacher_path)),
-            "teacher_provenance": {k: t_card.provenance.get(k) for k in ("best_metrics", "epochs", "date")},
-            "epochs": outcome.epochs_run, "best_epoch": outcome.best_epoch,
-            "best_metrics": comparison["distilled_summary"], "selection_metric": "miou",
-            "distillation": {"feature_weight": distiller.feature_weight, "kd_weight": distiller.kd_weight,
-                             "temperature": distiller.temperature, "levels": list(distiller.levels)},
-            "comparison": comparison, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "mmlc_version": _version(), "seed": seed, "train_pixels": data.n_train,
-            "validation_pixels": data.n_val, "labels_note": t_card.provenance.get("labels_note", ""),
-        }
-        card = ModelCard(architecture="hfdnet", build_kwargs=s_kwargs, head_kind="dense", modalities=[sar_card],
-                         classes=classes, variant=t_card.variant, tile_size=tile, overlap=min(32, tile // 4),
-                         provenance=provenance)
-        written = None
-        if ctx.is_main:  # the model and its report are placed together (core.engine.atomic)
-            save_model_file(run.temp(out), card, outcome.state)
-            written = _write_report(str(run.temp(report_path)) if report_path else None, card, outcome.history,
-                                    metrics, {"operation": "distillation (optical teacher -> SAR student)",
-                                              "teacher": str(Path(teacher).name), "comparison": comparison,
-                                              "sar_only_history": sar_history or []}, progress)
-            if written is None and report_path:
-                run.discard(report_path)
-            run.commit()
-            written = report_path if written is not None else None
-            rp = resume_path_for(out)
-            if rp.exists():
-                rp.unlink()
-        progress.set_fraction(1.0)
-        return DistillResult(str(out), written, card, outcome.history, value, metrics, sar_value, sar_metrics,
-                             sar_history)
-    finally:
-        run.abort()
-        run.release()
-        teardown(ctx)
+        provenance = run.provenance(
+            data, fit, cfg, t_card.provenance.get("labels_note", ""), teacher=fingerprint(str(teacher_path)),
+            teacher_provenance={k: t_card.provenance.get(k) for k in ("best_metrics", "epochs", "date")},
+            distillation={"feature_weight": distiller.feature_weight, "kd_weight": distiller.kd_weight,
+                          "temperature": distiller.temperature, "levels": list(distiller.levels)},
+            comparison=comparison,
+        )
+        card = ModelCard(architecture="hfdnet", build_kwargs=s_kwargs, head_kind=head.name, modalities=[sar_card],
+                         classes=classes, variant=t_card.variant, tile_size=head.card_tile(tile, rec.tile_size),
+                         overlap=min(32, tile // 4), provenance=provenance)
+        written = run.finish(card, fit, {"operation": "distillation (optical teacher -> SAR student)",
+                                         "teacher": str(Path(teacher).name), "comparison": comparison,
+                                         "sar_only_history": sar_history or []})
+        return DistillResult(str(run.out), written, card, fit.outcome.history, fit.value, fit.metrics, sar_value,
+                             sar_metrics, sar_history)

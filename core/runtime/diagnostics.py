@@ -103,10 +103,10 @@ def log_section(profile: Optional[Path]) -> list[str]:
 def report(profile: Optional[Path], host: Mapping[str, str] | None = None,
            gpu: Optional[qgisenv.GpuInfo] = None) -> str:
     """The whole report. ``host``: lines the caller knows (QGIS and Qt versions from ui/)."""
-    from ... import __version__
+    from ..version import plugin_version
 
     sections: list[tuple[str, list[str]]] = [
-        ("mmlc", [f"plugin version: {__version__}", f"plugin folder: {Path(__file__).resolve().parents[2]}"]),
+        ("mmlc", [f"plugin version: {plugin_version()}", f"plugin folder: {Path(__file__).resolve().parents[2]}"]),
         ("QGIS and Qt", [f"{k}: {v}" for k, v in (host or {}).items()] or ["(not running inside QGIS)"]),
         ("Python", _safe(python_section)),
         ("numpy and GDAL", _safe(lambda: _module_line("numpy")) + _safe(gdal_section)),
