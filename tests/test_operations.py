@@ -69,7 +69,7 @@ def test_every_parameter_says_what_it_is_everywhere() -> None:
 
 
 def test_name_table_matches_the_networks() -> None:
-    from mmlc.core.fitting.training import variant_kwarg
+    from mmlc.core.fitting.network import variant_kwarg
     from mmlc.models.registry import get_spec, list_architectures, list_models, list_variants
 
     assert sorted(list_architectures()) == list_models()

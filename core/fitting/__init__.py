@@ -6,6 +6,6 @@
   loop, write model file + report), which builds with ``network`` and trains with
 - ``loop``: the generic epoch loop, composed of ``step`` (AMP/DDP micro-steps, accumulation),
   ``schedule`` (optimiser, LR factor), ``early_stopping`` (best epoch, patience) and
-  ``checkpoint`` (the resume file); ``contract`` asks the network's optional methods;
+  ``checkpoint`` (the resume file); the network is asked only through ``models.registry.Network``;
 - ``ddp``: the process group under ``torchrun``.
 """

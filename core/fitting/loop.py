@@ -1,7 +1,7 @@
 """The generic training loop: epochs of shuffled batches, validation, the best epoch, resume.
 
 :func:`run_loop` relies only on the network contract (``training_step``; the optional
-``param_groups`` and ``epoch_end`` through ``core.fitting.contract``) and composes the small units
+``param_groups`` and ``epoch_end`` through ``models.registry``'s ``Network`` helpers) and composes the small units
 of ``core.fitting``: the optimiser and LR schedule (:mod:`.schedule`), the AMP/DDP step
 (:mod:`.step`), the best epoch and early stopping (:mod:`.early_stopping`) and the resume
 checkpoint (:mod:`.checkpoint`).
@@ -19,13 +19,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ...models.registry import epoch_end_logs
 from ..assessment.validation import default_predict, metric_of
 from ..classes import ClassInfo
 from ..data.samplers import collate, epoch_order
 from ..errors import InputError
 from ..progress import NullProgress, Progress, check_cancel
 from .checkpoint import cpu_state, read_resume, restore, write_resume
-from .contract import epoch_end_logs
 from .ddp import DistContext, all_reduce_sum, barrier, broadcast_flag
 from .early_stopping import BestEpoch
 from .schedule import lr_factor

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .contract import param_groups_of
+from ...models.registry import optimizer_groups
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, power: float) -> float:
@@ -35,9 +35,7 @@ def build_optimizer(net: Any, optimizer: str, lr: float, weight_decay: float, mo
     """The optimiser over ``net``'s parameter groups; empty groups are dropped."""
     import torch
 
-    groups = param_groups_of(net, lr, weight_decay)
-    if groups is None:
-        groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
+    groups = optimizer_groups(net, lr, weight_decay)  # the network's own groups, or one of all
     for g in groups:
         g["params"] = list(g["params"])
         g.setdefault("lr", lr)
