@@ -3,7 +3,7 @@
 The steps, each in its own module: resolve the model (:mod:`.builtin`), read its card
 (:mod:`.modelfile`), align the inputs on input 1's grid (:mod:`.io`), check everything that can
 be checked before any pixel is computed (inputs vs modalities, band counts, classes, outputs),
-then run the card's head kind (:mod:`.inference`) and stream the rows into the outputs
+then run the card's head kind (:mod:`.paths`) and stream the rows into the outputs
 (:mod:`.outputs`), which are renamed into place only when everything succeeded.
 """
 from __future__ import annotations
@@ -135,10 +135,11 @@ def classify(
     their own while the model runs (default); False does everything on the calling thread,
     between forward passes (no competition for the cores; see docs/benchmarks.md). workers: model
     threads running consecutive batches at once (default: for dense models on a CPU one per
-    intra-op thread, up to 4, see ``inference.cpu_workers``; 1 on a GPU and for patch models). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    intra-op thread, up to 4, see ``pipeline.cpu_workers``; 1 on a GPU and for patch models). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
-    from . import inference
+    from . import paths
+    from .forward import Runner
     from .heap import pin_mmap_threshold
 
     t0 = time.perf_counter()
@@ -179,8 +180,8 @@ def classify(
             raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
         check_tile_memory(tile, batch_size, [m.bands for m in card.modalities], ratios, card.num_classes)
     else:
-        asked = int(tile_size or inference.DEFAULT_PATCH_WINDOW)
-        tile = clamp_tile(asked, grid.height, grid.width, inference.DEFAULT_PATCH_WINDOW)
+        asked = int(tile_size or paths.DEFAULT_PATCH_WINDOW)
+        tile = clamp_tile(asked, grid.height, grid.width, paths.DEFAULT_PATCH_WINDOW)
         ov = 0
         if asked < 1:
             raise InputError(f"tile size must be positive, got {asked}")
@@ -202,16 +203,16 @@ def classify(
                 net = net.to(memory_format=torch.channels_last)
             return net
 
-        per_forward = batch_size if card.head_kind == "dense" else batch_size * inference.PATCHES_PER_BATCH_UNIT
-        runner = inference.Runner(None, dev, per_forward, amp, progress, loader=load_network)
+        per_forward = batch_size if card.head_kind == "dense" else batch_size * paths.PATCHES_PER_BATCH_UNIT
+        runner = Runner(None, dev, per_forward, amp, progress, loader=load_network)
         reader_args = {"paths": inputs, "ratios": ratios, "grid": grid, "mask": mask}
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                       f"({card.head_kind}) on {dev}")
         if card.head_kind == "dense":
-            stats = inference.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress,
+            stats = paths.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress,
                                         background_writer, workers)
         else:
-            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer,
+            stats = paths.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer,
                                         workers)
         if outputs.nonfinite:
             progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they are "
