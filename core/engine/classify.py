@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..classes import ClassInfo
-from ..data.labels import LabelSource, split_layer_uri
+from ..data.labels import split_layer_uri
 from ..device import autocast_dtype, resolve_device
 from ..errors import GridError, InputError, ModelFileError
 from ..modelfiles.builtin import resolve_model
-from ..modelfiles.modelfile import ModelCard, build_from_file, read_card
+from ..modelfiles.modelfile import ModelCard, read_card
 from ..progress import NullProgress, Progress, check_cancel
-from .grid import Grid
-from .io import AlignedReader
+from .aligned_inputs import AlignedInputs
 from .output_paths import check_outputs
 from .outputs import OutputSet
 from .sizes import check_tile_memory, clamp_tile
@@ -94,15 +93,6 @@ def check_classes(classes: Sequence[ClassInfo]) -> None:
         raise ModelFileError(f"the model card's class values {values} must be distinct and between 1 and 65535")
 
 
-def cut_to_mask(grid: Grid, mask: str) -> Grid:
-    """``grid`` cut to the extent of the mask layer/raster (in the grid's CRS), snapped outward to
-    whole pixels; GridError when the mask lies outside the grid, InputError when it cannot be read
-    or (vector) holds no polygon."""
-    with LabelSource(mask, grid.crs_wkt, presence=True) as src:
-        src.check_overlap(grid)
-        return grid.cut_to_extent(*src.bounds)
-
-
 def classify(
     model: str | Path,
     inputs: Sequence[str],
@@ -139,7 +129,7 @@ def classify(
     on any error nothing is left at the output paths.
     """
     from . import paths
-    from .forward import Runner
+    from .forward import NetworkFile, Runner
     from .heap import pin_mmap_threshold
 
     t0 = time.perf_counter()
@@ -162,76 +152,60 @@ def classify(
                   {"MODEL": str(path), **{f"INPUT_{i + 1}": p for i, p in enumerate(inputs)},
                    "MASK": split_layer_uri(mask)[0] if mask else None})
     ratios = [m.grid_ratio for m in card.modalities]
-    with AlignedReader(inputs, ratios) as probe:
-        grid: Grid = probe.grid
-        check_bands(card, inputs, probe.band_counts)
-        warn_types(card, inputs, [str(d) for d in probe.dtypes(native=True)], progress)
-    if extent is not None:
-        grid = grid.cut_to_extent(*extent)
-    if mask is not None:
-        grid = cut_to_mask(grid, mask)
-    if extent is not None or mask is not None:
-        AlignedReader(inputs, ratios, grid).close()  # re-check the overlap on the cut grid
-    if card.head_kind == "dense":
-        asked = int(tile_size or card.tile_size)
-        tile = clamp_tile(asked, grid.height, grid.width, card.tile_size)
-        ov = int(card.overlap if overlap is None else overlap)
-        if asked < 8 or ov < 0 or 2 * ov >= tile:
-            raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
-        check_tile_memory(tile, batch_size, [m.bands for m in card.modalities], ratios, card.num_classes)
-    else:
-        asked = int(tile_size or paths.DEFAULT_PATCH_WINDOW)
-        tile = clamp_tile(asked, grid.height, grid.width, paths.DEFAULT_PATCH_WINDOW)
-        ov = 0
-        if asked < 1:
-            raise InputError(f"tile size must be positive, got {asked}")
-    if tile != asked:
-        progress.info(f"tile size {asked} is larger than the raster ({grid.width} x {grid.height}): using {tile}")
-    dev = resolve_device(device)
-    amp = autocast_dtype(dev, precision)
-    check_cancel(progress)
-
-    outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
-    try:
-        def load_network():  # called by the runner once the reader has started (they overlap)
-            card_full, net = build_from_file(path, dev)
-            if card_full.num_classes != card.num_classes:
-                raise ModelFileError(f"{path}: inconsistent card")
-            if dev.type == "cuda":
-                import torch
-
-                net = net.to(memory_format=torch.channels_last)
-            return net
-
-        per_forward = batch_size if card.head_kind == "dense" else batch_size * paths.PATCHES_PER_BATCH_UNIT
-        runner = Runner(None, dev, per_forward, amp, progress, loader=load_network)
-        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid, "mask": mask}
-        progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
-                      f"({card.head_kind}) on {dev}")
+    with AlignedInputs.open(inputs, ratios) as scene:  # every input (and the mask) opened once
+        check_bands(card, inputs, scene.reader.band_counts)
+        warn_types(card, inputs, [str(d) for d in scene.reader.dtypes(native=True)], progress)
+        grid = scene.cut(extent, mask)
         if card.head_kind == "dense":
-            stats = paths.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress,
-                                        background_writer, workers)
+            asked = int(tile_size or card.tile_size)
+            tile = clamp_tile(asked, grid.height, grid.width, card.tile_size)
+            ov = int(card.overlap if overlap is None else overlap)
+            if asked < 8 or ov < 0 or 2 * ov >= tile:
+                raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
+            check_tile_memory(tile, batch_size, [m.bands for m in card.modalities], ratios, card.num_classes)
         else:
-            stats = paths.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer,
-                                        workers)
-        if outputs.nonfinite:
-            progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they are "
-                          "nodata in the output; check the inputs for extreme values")
-        if stats.valid_pixels > 0 and stats.valid_pixels == outputs.nonfinite:
-            raise ModelFileError(f"{path}: the network gave non-finite (NaN/Inf) output for every pixel; the model "
-                                 "file or the inputs hold extreme values")
-        if stats.valid_pixels == 0:
-            where = "inside the mask " if mask is not None else ""
-            raise GridError(
-                f"no pixel of the output extent {where}is valid in every input (all nodata or outside an input); "
-                "check the inputs' nodata and overlap, or choose another extent" + (" or mask" if mask else "")
-            )
+            asked = int(tile_size or paths.DEFAULT_PATCH_WINDOW)
+            tile = clamp_tile(asked, grid.height, grid.width, paths.DEFAULT_PATCH_WINDOW)
+            ov = 0
+            if asked < 1:
+                raise InputError(f"tile size must be positive, got {asked}")
+        if tile != asked:
+            progress.info(f"tile size {asked} is larger than the raster ({grid.width} x {grid.height}): using {tile}")
+        dev = resolve_device(device)
+        amp = autocast_dtype(dev, precision)
         check_cancel(progress)
-        outputs.finish()
-        final = outputs.commit()
-    except BaseException:
-        outputs.abort()  # the writer thread has stopped: run_dense/run_patch join it on any error
-        raise
+
+        outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
+        try:
+            per_forward = batch_size if card.head_kind == "dense" else batch_size * paths.PATCHES_PER_BATCH_UNIT
+            # built by the runner once the reader has started (they overlap)
+            runner = Runner(None, dev, per_forward, amp, progress, network=NetworkFile(path, dev, card.num_classes))
+            progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
+                          f"({card.head_kind}) on {dev}")
+            if card.head_kind == "dense":
+                stats = paths.run_dense(scene, card, runner, outputs.write, tile, ov, progress,
+                                        background_writer, workers)
+            else:
+                stats = paths.run_patch(scene, card, runner, outputs.write, tile, progress, background_writer,
+                                        workers)
+            if outputs.nonfinite:
+                progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they "
+                              "are nodata in the output; check the inputs for extreme values")
+            if stats.valid_pixels > 0 and stats.valid_pixels == outputs.nonfinite:
+                raise ModelFileError(f"{path}: the network gave non-finite (NaN/Inf) output for every pixel; the "
+                                     "model file or the inputs hold extreme values")
+            if stats.valid_pixels == 0:
+                where = "inside the mask " if mask is not None else ""
+                raise GridError(
+                    f"no pixel of the output extent {where}is valid in every input (all nodata or outside an input); "
+                    "check the inputs' nodata and overlap, or choose another extent" + (" or mask" if mask else "")
+                )
+            check_cancel(progress)
+            outputs.finish()
+            final = outputs.commit()
+        except BaseException:
+            outputs.abort()  # the writer thread has stopped: run_dense/run_patch join it on any error
+            raise
     seconds = time.perf_counter() - t0
     pixels = grid.width * grid.height
     progress.set_fraction(1.0)

@@ -1,6 +1,7 @@
 """The model's forward pass in an inference run: batches in, softmax probabilities out.
 
-:class:`Runner` runs the network on a device (inference mode, channels_last on CUDA, autocast)
+:class:`NetworkFile` builds the network of a model file once the run starts;
+:class:`Runner` runs it on a device (inference mode, channels_last on CUDA, autocast)
 and halves its batch on a CUDA out-of-memory error; :class:`ForwardTicks` moves the progress
 bar while a batch is inside the network, stage by stage.
 """
@@ -9,12 +10,36 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ModelFileError
+from ..modelfiles.modelfile import build_from_file
 from ..progress import NullProgress, Progress, Steps, check_cancel
+
+
+@dataclass(frozen=True)
+class NetworkFile:
+    """The network of a model file (``path``), to be built on ``device`` once, when the run
+    starts (:meth:`Runner.start`): built on torch's meta device and given the file's weights
+    (:func:`.modelfile.build_from_file`), channels_last on CUDA. ``num_classes``: the card's,
+    as the checks before the run read it."""
+
+    path: Path
+    device: Any
+    num_classes: int
+
+    def build(self) -> Any:
+        card, net = build_from_file(self.path, self.device)
+        if card.num_classes != self.num_classes:
+            raise ModelFileError(f"{self.path}: inconsistent card")
+        if self.device.type == "cuda":
+            import torch
+
+            net = net.to(memory_format=torch.channels_last)
+        return net
 
 
 @dataclass
@@ -22,8 +47,8 @@ class Runner:
     """Runs the model on batches on ``device`` (inference mode, channels_last, autocast).
 
     On a CUDA out-of-memory error the batch is halved and the run continues (down to 1).
-    ``model`` may be None with a ``loader`` that builds it: it is then built by :meth:`start`
-    or at the first batch, so that building it overlaps the reader's first windows.
+    ``model`` may be None with the ``network`` file to build it from: it is then built by
+    :meth:`start` or at the first batch, so that building it overlaps the reader's first windows.
     """
 
     model: Any
@@ -31,16 +56,16 @@ class Runner:
     batch: int
     autocast: Any = None  # torch dtype or None
     progress: Progress = field(default_factory=NullProgress)
-    loader: Optional[Callable[[], Any]] = None
+    network: Optional[NetworkFile] = None
     forward_s: float = 0.0  # summed over model workers
     _lock: Any = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
         """Build the model now if it is still to be built."""
         if self.model is None:  # called by the driver before any worker runs
-            if self.loader is None:
-                raise ValueError("Runner needs a model or a loader")
-            self.model = self.loader()
+            if self.network is None:
+                raise ValueError("Runner needs a model or a network file")
+            self.model = self.network.build()
 
     def __call__(self, inputs: Sequence[Any]) -> np.ndarray:
         """Softmax probabilities (float32 numpy) for a batch: model-ready tensors (on the device)

@@ -25,8 +25,8 @@ from ..errors import ModelFileError
 from ..modelfiles.modelfile import ModelCard
 from ..progress import Progress, Steps, check_cancel
 from . import heap
+from .aligned_inputs import AlignedInputs
 from .forward import ForwardTicks, Runner
-from .grid import Grid
 from .pipeline import ModelWorkers, cpu_workers, stage
 from .prefetch import Prefetcher, ReadBatch, Window, normalise_in_reader, to_model_inputs
 from .tiling import Axis, Sink, TileBlender, patch_halo, tile_starts
@@ -57,7 +57,7 @@ def _check_logits(probs: np.ndarray, expect: tuple[int, ...], card: ModelCard) -
         )
 
 
-def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int, overlap: int,
+def run_dense(inputs: AlignedInputs, card: ModelCard, runner: Runner, sink: Sink, tile: int, overlap: int,
               progress: Progress, background: bool = True, workers: Optional[int] = None) -> InferenceStats:
     """Dense path: overlapping tiles, blended probabilities, finished pixels streamed to ``sink``.
 
@@ -68,15 +68,15 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     """
     import torch
 
-    grid: Grid = reader_args["grid"]
+    grid = inputs.grid
     rs, cs = tile_starts(grid.height, tile, overlap), tile_starts(grid.width, tile, overlap)
     windows = [Window(r, c, tile, tile, 0, i, j) for i, r in enumerate(rs) for j, c in enumerate(cs)]
     blender = TileBlender(card.num_classes, Axis.of(grid.height, rs, tile), Axis.of(grid.width, cs, tile), sink)
     stats = InferenceStats(tiles=len(windows))
     steps = Steps(progress, len(windows), "tiles", start=LOADED, end=0.95, begin=False)
     ticks = ForwardTicks(steps)
-    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, group=runner.batch,
-                     threaded=background, normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
+    pre = Prefetcher(inputs, card.modalities, windows, group=runner.batch, threaded=background,
+                     normalise=normalise_in_reader(runner.device))
 
     def compute(item: ReadBatch) -> tuple:  # on a model worker
         check_cancel(progress)
@@ -98,7 +98,7 @@ def run_dense(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
         ticks.detach()
 
 
-def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, tile: int,
+def run_patch(inputs: AlignedInputs, card: ModelCard, runner: Runner, sink: Sink, tile: int,
               progress: Progress, background: bool = True, workers: Optional[int] = None) -> InferenceStats:
     """Patch path: every valid pixel classified from its centred patch, cut from window + halo.
 
@@ -110,7 +110,7 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     """
     import torch
 
-    grid: Grid = reader_args["grid"]
+    grid = inputs.grid
     for m in card.modalities:
         if m.patch_size <= 0:
             raise ModelFileError(f"the model card of this patch model gives no patch size for modality {m.name!r}")
@@ -123,8 +123,8 @@ def run_patch(reader_args: dict, card: ModelCard, runner: Runner, sink: Sink, ti
     stats = InferenceStats(tiles=len(windows))
     steps = Steps(progress, grid.width * grid.height, "pixels", start=LOADED, end=0.95, begin=False)  # moves per patch batch, not per window
     ticks = ForwardTicks(steps)  # and inside each batch's forward pass
-    pre = Prefetcher(reader_args["paths"], reader_args["ratios"], grid, card.modalities, windows, threaded=background,
-                     normalise=normalise_in_reader(runner.device), mask=reader_args.get("mask"))
+    pre = Prefetcher(inputs, card.modalities, windows, threaded=background,
+                     normalise=normalise_in_reader(runner.device))
 
     def compute(item: ReadBatch) -> tuple:  # on a model worker
         w, valid = item.windows[0], item.valids[0]

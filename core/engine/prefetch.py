@@ -8,7 +8,6 @@ that every pixel's patch lies inside the block read.
 """
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -17,9 +16,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..data.labels import LabelSource
-from .grid import Grid
-from .io import AlignedReader
+from .aligned_inputs import AlignedInputs
 from .normalize import model_input
 from .pipeline import on_cpu
 
@@ -94,24 +91,24 @@ class Prefetcher:
     """Read and stack batches of ``group`` windows in a background thread (``threaded``) or, when
     not, on the iterating thread as it asks for them.
 
-    The thread opens its own :class:`AlignedReader` (GDAL handles are not shared across threads)
-    with its row cache on (windows come in row order, so each input block is decoded once);
+    ``inputs`` (:class:`.aligned_inputs.AlignedInputs`, opened and cut by the caller) are read
+    on this thread only while it runs (a GDAL handle is used by one thread at a time), with the
+    reader's row cache on (windows come in row order, so each input block is decoded once);
     GDAL releases the GIL while reading, so reading overlaps the model's forward pass. Each
     window is copied straight into its slot of the batch in the file's own data type. With
     ``normalise`` (a model on the CPU, :func:`normalise_in_reader`) this thread also normalises
     the batch; otherwise the model's side does (:func:`to_model_inputs`). Either way nodata
     becomes 0 (the training mean): such pixels are masked in the output anyway, and a finite
-    value keeps them from poisoning neighbours. ``mask``: a mask raster or polygon layer
-    (:class:`.labels.LabelSource` with ``presence``), read window by window on the same thread:
+    value keeps them from poisoning neighbours. The inputs' mask, when there is one
+    (:class:`.labels.LabelSource` with ``presence``), is read window by window on the same thread:
     pixels outside it are invalid like nodata (not classified; windows without any pixel inside
-    are not run at all).
+    are not run at all). After the last window the reader lets go of its cached rows.
     """
 
-    def __init__(self, paths: Sequence[str], ratios: Sequence[int], grid: Grid, cards: Sequence[Any],
-                 windows: Sequence[Window], group: int = 1, depth: int = PREFETCH, threaded: bool = True,
-                 normalise: bool = False, mask: Optional[str] = None) -> None:
-        self.threaded, self.normalise, self.mask = threaded, normalise, mask
-        self.paths, self.ratios, self.grid, self.cards = list(paths), list(ratios), grid, list(cards)
+    def __init__(self, inputs: AlignedInputs, cards: Sequence[Any], windows: Sequence[Window], group: int = 1,
+                 depth: int = PREFETCH, threaded: bool = True, normalise: bool = False) -> None:
+        self.threaded, self.normalise = threaded, normalise
+        self.inputs, self.cards = inputs, list(cards)
         self.windows = list(windows)
         self.group = max(int(group), 1)
         self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
@@ -141,17 +138,15 @@ class Prefetcher:
 
     def _read_batches(self) -> Iterator[ReadBatch]:
         """Read the windows batch by batch (on whichever thread iterates)."""
-        with contextlib.ExitStack() as stack:
-            reader = stack.enter_context(AlignedReader(self.paths, self.ratios, self.grid, row_cache=True))
-            inside = None if self.mask is None else stack.enter_context(
-                LabelSource(self.mask, self.grid.crs_wkt, presence=True))
+        reader, inside, grid, ratios = self.inputs.reader, self.inputs.mask, self.inputs.grid, self.inputs.ratios
+        try:
             dtypes = reader.dtypes(native=True)
             for run in self._batches():
                 t = time.thread_time()
                 w0 = run[0]
                 n = len(run)
                 arrays = [np.empty((n, c.bands, k * (w0.rows + 2 * w0.halo), k * (w0.cols + 2 * w0.halo)), dt)
-                          for c, k, dt in zip(self.cards, self.ratios, dtypes)]
+                          for c, k, dt in zip(self.cards, ratios, dtypes)]
                 masks: list[Optional[np.ndarray]] = [None] * len(arrays)
                 valids = []
                 for b, win in enumerate(run):
@@ -159,7 +154,7 @@ class Prefetcher:
                     _, valid = reader.read(win.row0, win.col0, win.rows, win.cols, halo=win.halo,
                                            out=[a[b] for a in arrays], native=True, masks=got)
                     if inside is not None:  # the MASK layer: pixels outside it are not classified
-                        valid &= inside.read(self.grid.window(win.row0, win.col0, win.rows, win.cols)) > 0
+                        valid &= inside.read(grid.window(win.row0, win.col0, win.rows, win.cols)) > 0
                     for m, bad in enumerate(got):
                         if bad is not None:
                             if masks[m] is None:
@@ -172,6 +167,8 @@ class Prefetcher:
                     masks = [None] * len(arrays)
                 self.cpu_s += time.thread_time() - t
                 yield ReadBatch(run, arrays, masks, valids, keep, self.normalise)
+        finally:
+            reader.release_cache()
 
     def _run(self) -> None:
         try:
