@@ -3,7 +3,7 @@
 The steps, each in its own module: resolve the model (:mod:`.builtin`), read its card
 (:mod:`.modelfile`), align the inputs on input 1's grid (:mod:`.io`), check everything that can
 be checked before any pixel is computed (inputs vs modalities, band counts, classes, outputs),
-then run the card's head kind (:mod:`.paths`) and stream the rows into the outputs
+then run the card's head kind's path (:mod:`.head_paths`, :mod:`.paths`) and stream the rows into the outputs
 (:mod:`.outputs`), which are renamed into place only when everything succeeded.
 """
 from __future__ import annotations
@@ -23,12 +23,9 @@ from ..progress import NullProgress, Progress, check_cancel
 from .aligned_inputs import AlignedInputs
 from .output_paths import check_outputs
 from .outputs import OutputSet
-from .sizes import check_tile_memory, clamp_tile
 from .value_checks import type_mismatch
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: Tiles (or patch units) per forward pass when BATCH_SIZE is 0 or not given.
-DEFAULT_BATCH_SIZE = 4
 
 
 @dataclass
@@ -119,7 +116,7 @@ def classify(
     cut to the mask's extent (polygons: their bounding box, like GDAL's crop-to-cutline; a raster:
     its footprint), after ``extent``. tile_size/overlap: dense tile side and shared border
     (default: the card's); for patch models tile_size is the window side (overlap unused).
-    batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
+    batch_size: tiles per forward (dense) or units of ``head_paths.PATCHES_PER_BATCH_UNIT`` patches (patch);
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
     ``fp32``, ``bf16``, ``fp16``. background_writer: read, and blend + write, on two threads of
     their own while the model runs (default); False does everything on the calling thread,
@@ -128,8 +125,8 @@ def classify(
     intra-op thread, up to 4, see ``pipeline.cpu_workers``; 1 on a GPU and for patch models). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
-    from . import paths
     from .forward import NetworkFile, Runner
+    from .head_paths import batch_size_or_default, check_head_kind, plan_path
     from .heap import pin_mmap_threshold
 
     t0 = time.perf_counter()
@@ -139,13 +136,10 @@ def classify(
     mask = None if mask is None else str(mask)
     if precision not in _PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISIONS)}")
-    batch_size = DEFAULT_BATCH_SIZE if not batch_size else int(batch_size)  # 0/None = the default, as in train
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1 (0 = the default, {DEFAULT_BATCH_SIZE}), got {batch_size}")
+    batch_size = batch_size_or_default(batch_size)
     path = resolve_model(model)
     card = read_card(path)
-    if card.head_kind not in ("dense", "patch"):
-        raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
+    check_head_kind(card, path)
     check_classes(card.classes)
     check_inputs(card, inputs)
     check_outputs("classify", {"OUTPUT": output, "OUTPUT_CONFIDENCE": confidence, "OUTPUT_VECTOR": vector},
@@ -156,38 +150,20 @@ def classify(
         check_bands(card, inputs, scene.reader.band_counts)
         warn_types(card, inputs, [str(d) for d in scene.reader.dtypes(native=True)], progress)
         grid = scene.cut(extent, mask)
-        if card.head_kind == "dense":
-            asked = int(tile_size or card.tile_size)
-            tile = clamp_tile(asked, grid.height, grid.width, card.tile_size)
-            ov = int(card.overlap if overlap is None else overlap)
-            if asked < 8 or ov < 0 or 2 * ov >= tile:
-                raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
-            check_tile_memory(tile, batch_size, [m.bands for m in card.modalities], ratios, card.num_classes)
-        else:
-            asked = int(tile_size or paths.DEFAULT_PATCH_WINDOW)
-            tile = clamp_tile(asked, grid.height, grid.width, paths.DEFAULT_PATCH_WINDOW)
-            ov = 0
-            if asked < 1:
-                raise InputError(f"tile size must be positive, got {asked}")
-        if tile != asked:
-            progress.info(f"tile size {asked} is larger than the raster ({grid.width} x {grid.height}): using {tile}")
+        plan = plan_path(card, grid, tile_size, overlap, batch_size, progress)
         dev = resolve_device(device)
         amp = autocast_dtype(dev, precision)
         check_cancel(progress)
 
         outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
         try:
-            per_forward = batch_size if card.head_kind == "dense" else batch_size * paths.PATCHES_PER_BATCH_UNIT
-            # built by the runner once the reader has started (they overlap)
-            runner = Runner(None, dev, per_forward, amp, progress, network=NetworkFile(path, dev, card.num_classes))
+            # the network is built by the runner once the reader has started (they overlap)
+            runner = Runner(None, dev, plan.per_forward, amp, progress,
+                            network=NetworkFile(path, dev, card.num_classes))
             progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
                           f"({card.head_kind}) on {dev}")
-            if card.head_kind == "dense":
-                stats = paths.run_dense(scene, card, runner, outputs.write, tile, ov, progress,
-                                        background_writer, workers)
-            else:
-                stats = paths.run_patch(scene, card, runner, outputs.write, tile, progress, background_writer,
-                                        workers)
+            stats = plan.run(scene, card, runner, outputs.write, progress=progress, background=background_writer,
+                             workers=workers)
             if outputs.nonfinite:
                 progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they "
                               "are nodata in the output; check the inputs for extreme values")

@@ -31,10 +31,6 @@ from .pipeline import ModelWorkers, cpu_workers, stage
 from .prefetch import Prefetcher, ReadBatch, Window, normalise_in_reader, to_model_inputs
 from .tiling import Axis, Sink, TileBlender, patch_halo, tile_starts
 
-#: Patches per forward in patch mode = batch_size x this (a "batch unit" of patches).
-PATCHES_PER_BATCH_UNIT: int = 256
-#: Default window side in patch mode when neither the caller nor the card gives one.
-DEFAULT_PATCH_WINDOW: int = 64
 #: Share of the bar for loading the network (its modules and weights), before the first batch.
 LOADED: float = 0.05
 
