@@ -378,11 +378,6 @@ class AlignedReader:
         return int(round(row)), int(round(col))
 
     # --- reading -----------------------------------------------------------------------
-    def may_have_nodata(self, i: int) -> bool:
-        """Whether input ``i`` can have nodata (NaN) pixels at all (e.g. False for a Byte raster
-        without nodata value or mask): callers can then skip their NaN passes."""
-        return self._sources[i].may_have_nodata
-
     def dtypes(self, native: bool = True) -> list[np.dtype]:
         """numpy type of each input's windows (``native``: the files' own types, else float32)."""
         return [s.dtype if native else np.dtype(np.float32) for s in self._sources]
