@@ -57,6 +57,9 @@ def run_dense(inputs: AlignedInputs, card: ModelCard, runner: Runner, sink: Sink
               progress: Progress, background: bool = True, workers: Optional[int] = None) -> InferenceStats:
     """Dense path: overlapping tiles, blended probabilities, finished pixels streamed to ``sink``.
 
+    inputs: opened (and cut) by the caller, who closes them; read here on the reader thread.
+    runner: the network (built by :meth:`.forward.Runner.start` while the reader fills its first
+    batches) and its batch of tiles per forward pass.
     background: read on a reader thread and blend + write on a writer thread
     (:class:`BackgroundStage`) while the model runs, on ``workers`` model threads at once
     (:class:`ModelWorkers`; default :func:`cpu_workers`); False does everything on the calling
@@ -98,6 +101,7 @@ def run_patch(inputs: AlignedInputs, card: ModelCard, runner: Runner, sink: Sink
               progress: Progress, background: bool = True, workers: Optional[int] = None) -> InferenceStats:
     """Patch path: every valid pixel classified from its centred patch, cut from window + halo.
 
+    inputs and runner as in :func:`run_dense` (the runner's batch counts patches here).
     Windows do not overlap, so each goes to ``sink`` whole as soon as its patches are done
     (through the same :class:`TileBlender`, which then has nothing to blend). ``workers``
     defaults to 1 here (torch's intra-op threads on each forward): a worker takes whole windows,
