@@ -149,3 +149,36 @@ def test_each_input_and_the_mask_opened_once(tmp_path: Path, spacenet6: Path, ki
     out = gdal.Open(res.output)
     assert (out.RasterXSize, out.RasterYSize) == (40, 40) and 0 < res.valid_pixels <= 32 * 32
     assert (out.ReadAsArray()[:4] == 0).all()  # outside the mask: nodata
+
+
+def test_regrid_reads_what_a_new_reader_reads(spacenet6: Path) -> None:
+    """AlignedReader.regrid onto a cut grid (same handles) reads what a reader opened on that grid
+    reads, row cache on, and refuses a grid an input does not overlap."""
+    from mmlc.core.engine.io import AlignedReader
+    from mmlc.core.errors import GridError
+
+    paths = [str(spacenet6 / "rgb_unmasked.tif"), str(spacenet6 / "sar_masked.tif")]
+    with AlignedReader(paths) as fresh_src:
+        cut = fresh_src.grid.cut_to_extent(*_pixels(fresh_src.grid, 50, 70, 170, 150))
+    with AlignedReader(paths) as r, AlignedReader(paths, grid=cut) as fresh:
+        r.regrid(cut, row_cache=True)
+        assert r.grid == cut and (cut.width, cut.height) == (120, 80)
+        for row0, col0 in ((0, 0), (40, 60), (70, 110)):  # the last window runs past the grid
+            (a1, a2), va = r.read(row0, col0, 32, 32, halo=2)
+            (b1, b2), vb = fresh.read(row0, col0, 32, 32, halo=2)
+            np.testing.assert_array_equal(a1, b1)
+            np.testing.assert_array_equal(a2, b2)
+            np.testing.assert_array_equal(va, vb)
+        far = cut.cut_to_extent(*_pixels(cut, 0, 0, 10, 10))
+        x0, dx, _, y0, _, dy = far.transform
+        far = Grid(far.crs_wkt, (x0 + 1e5, dx, 0.0, y0, 0.0, dy), far.width, far.height)
+        with pytest.raises(GridError, match="does not overlap"):
+            r.regrid(far)
+        assert r.grid == cut  # still on the cut grid, still reading
+        np.testing.assert_array_equal(r.read(0, 0, 8, 8)[0][0], fresh.read(0, 0, 8, 8)[0][0])
+
+
+def _pixels(grid: Grid, c0: int, r0: int, c1: int, r1: int) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of the pixel block [r0, r1) x [c0, c1) of ``grid``."""
+    x0, dx, _, y0, _, dy = grid.transform
+    return x0 + c0 * dx, y0 + r1 * dy, x0 + c1 * dx, y0 + r0 * dy

@@ -299,11 +299,16 @@ class AlignedReader:
         and each input placed on it again, as a new reader on ``grid`` would do, without opening
         the files a second time. row_cache: switch the row cache on or off (None: unchanged)."""
         grid.check_north_up(f"the output grid (from {self.paths[0]})")
+        before = (getattr(self, "grid", None), self.row_cache)
         self.grid: Grid = grid
         if row_cache is not None:
             self.row_cache = bool(row_cache)
-        self._check_crs(self._own)
-        self._sources = [self._open(i, d, g) for i, (d, g) in enumerate(zip(self._datasets, self._own))]
+        try:
+            self._check_crs(self._own)
+            self._sources = [self._open(i, d, g) for i, (d, g) in enumerate(zip(self._datasets, self._own))]
+        except BaseException:  # the reader stays on its previous grid
+            self.grid, self.row_cache = before
+            raise
 
     # --- set-up ------------------------------------------------------------------------
     def _check_crs(self, grids: list[Grid]) -> None:
