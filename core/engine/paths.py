@@ -39,7 +39,6 @@ LOADED: float = 0.05
 class InferenceStats:
     tiles: int = 0
     valid_pixels: int = 0
-    wait_s: float = 0.0
     read_cpu_s: float = 0.0  # CPU time of the reader thread
     write_cpu_s: float = 0.0  # CPU time of blending + writing (writer thread, or inline)
     workers: int = 1  # model worker threads (batch parallelism on a CPU)
@@ -213,7 +212,7 @@ def _drive(pre: Prefetcher, runner: Runner, stage: Any, blender: TileBlender,
         if pool is not None:
             pool.close()
         pre.close()
-    stats.wait_s, stats.read_cpu_s, stats.write_cpu_s = pre.wait_s, pre.cpu_s, stage.cpu_s
+    stats.read_cpu_s, stats.write_cpu_s = pre.cpu_s, stage.cpu_s
     stats.valid_pixels = blender.valid_pixels
     stats.workers = n
     return stats

@@ -114,7 +114,6 @@ class Prefetcher:
         self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mmlc-prefetch", daemon=True)
-        self.wait_s = 0.0
         self.cpu_s = 0.0  # CPU time of the reader thread
 
     def _put(self, item: Any) -> bool:
@@ -191,9 +190,7 @@ class Prefetcher:
             return
         self.start()
         while True:
-            t = time.perf_counter()
             item = self.queue.get()
-            self.wait_s += time.perf_counter() - t
             if item is _END:
                 return
             if isinstance(item, BaseException):
