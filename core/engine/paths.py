@@ -37,6 +37,8 @@ LOADED: float = 0.05
 
 @dataclass
 class InferenceStats:
+    """What a path did: windows run, valid pixels handed to the sink, its helpers' CPU time."""
+
     tiles: int = 0
     valid_pixels: int = 0
     read_cpu_s: float = 0.0  # CPU time of the reader thread
