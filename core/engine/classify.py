@@ -1,10 +1,11 @@
 """classify(): a model file + aligned input rasters -> a styled class raster (and extras).
 
 The steps, each in its own module: resolve the model (:mod:`.builtin`), read its card
-(:mod:`.modelfile`), align the inputs on input 1's grid (:mod:`.io`), check everything that can
-be checked before any pixel is computed (inputs vs modalities, band counts, classes, outputs),
-then run the card's head kind's path (:mod:`.head_paths`, :mod:`.paths`) and stream the rows into the outputs
-(:mod:`.outputs`), which are renamed into place only when everything succeeded.
+(:mod:`.modelfile`), open the inputs once, aligned on input 1's grid cut to the extent and mask
+(:mod:`.aligned_inputs`), check everything that can be checked before any pixel is computed
+(inputs vs modalities, band counts, classes, outputs, tile and batch: :mod:`.head_paths`), then
+run the card's head kind's path (:mod:`.paths`) on those inputs and stream the rows into the
+outputs (:mod:`.outputs`), which are renamed into place only when everything succeeded.
 """
 from __future__ import annotations
 
