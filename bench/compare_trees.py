@@ -5,6 +5,7 @@ its own (one warm-up classify, then one timed), run in alternating order (A B, B
 see the same machine; the figures to read are the medians of per-pair ratios B/A. Each run
 prints the classified map's checksum (values + georeferencing): a refactoring must give the
 same map. Cases: ``toy`` (the overhead benchmark's net, 2048 x 2048, see bench_inference.py),
+``light`` (the same net 1 channel wide: reading, blending and writing dominate),
 ``toy_mask`` (same, cut to an extent and a raster mask with a hole), ``patch`` (the tests'
 tiny patch network on the SpaceNet 6 MS + PAN sample), ``asanet`` (asanet-demo, 2048 x 2048
 10-band UInt16 + SAR).
@@ -46,7 +47,9 @@ def measure(tree: str, case: str, folder: Path) -> dict:
     kw: dict = dict(tile_size=256, overlap=32, batch_size=4, device="cpu", precision="fp32")
     model: object = folder / "bench.mmlc"
     inputs = [str(folder / "optical.tif"), str(folder / "sar.tif")]
-    if case == "toy_mask":
+    if case == "light":
+        model = folder / "light.mmlc"
+    elif case == "toy_mask":
         kw.update(mask=str(folder / "mask.tif"), extent=(X0 + 128 * PX, Y0 - 1920 * PX, X0 + 1920 * PX, Y0 - 128 * PX))
     elif case == "asanet":
         model, inputs = "asanet-demo", [str(folder / "a" / "optical.tif"), str(folder / "a" / "sar.tif")]
@@ -104,6 +107,9 @@ def make_data(tree: str, folder: Path) -> None:
                       ModalityCard("sar", 2, mean=[-12.0] * 2, std=[5.0] * 2)],
                      default_classes([1, 2, 3, 4]), tile_size=256, overlap=32)
     save_model_file(folder / "bench.mmlc", card, net.state_dict())
+    light = bi.BenchFCN([3, 2], 4, width=1).eval()  # next to no forward: the engine's own costs
+    card.build_kwargs["width"] = 1
+    save_model_file(folder / "light.mmlc", card, light.state_dict())
     bi.make_inputs(folder, 2048)
     (folder / "a").mkdir()
     bi.make_inputs(folder / "a", 2048, 10)
