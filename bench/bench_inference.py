@@ -5,7 +5,7 @@ Float32 dB with a NaN strip), on the same UTM grid. Model: a small fully-convolu
 (4 conv3x3 layers, 16 channels: forward-dominated like a real segmentation net, but cheap
 enough for a 2-core CPU). The bare forward runs the same number of tiles at the same batch size
 on pre-built tensors; the ratio total/forward is the engine's overhead (target <= 1.10). On a
-CPU the engine runs batches on several model workers at once (``inference.cpu_workers``): the
+CPU the engine runs batches on several model workers at once (``pipeline.cpu_workers``): the
 script also times the bare forward in that same scheme, so the engine's own cost (reading,
 blending, writing) is reported apart from the gain of the scheme itself.
 ``--model asanet-demo`` runs the shipped ASANet instead (ConvNeXt-V2 atto twins + UPerNet 64,
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from mmlc.core.classes import default_classes
 from mmlc.core.engine.classify import classify
-from mmlc.core.engine.inference import ModelWorkers, cpu_workers, tile_starts
+from mmlc.core.engine.pipeline import ModelWorkers, cpu_workers
+from mmlc.core.engine.tiling import tile_starts
 from mmlc.core.modelfiles.builtin import resolve_model
 from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, build_from_file, save_model_file
 from mmlc.models.registry import ModalitySpec, ModelSpec, register

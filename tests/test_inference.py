@@ -13,9 +13,10 @@ import pytest
 import torch
 from mmlc.core.classes import ClassInfo, default_color
 from mmlc.core.engine.classify import classify
-from mmlc.core.engine.inference import Axis, Runner, TileBlender, patch_halo, tile_starts
+from mmlc.core.engine.forward import Runner
 from mmlc.core.engine.io import AlignedReader
 from mmlc.core.engine.normalize import apply as normalize_apply
+from mmlc.core.engine.tiling import Axis, TileBlender, patch_halo, tile_starts
 from mmlc.core.errors import Cancelled
 from mmlc.core.modelfiles.modelfile import ModalityCard, ModelCard, save_model_file
 from mmlc.core.progress import CallbackProgress
@@ -320,11 +321,11 @@ def test_serial_mode_equals_threaded_mode(tmp_path: Path, spacenet6: Path, kind:
 def test_reader_side_normalisation_equals_model_side(tmp_path: Path, spacenet6: Path, kind: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU the reader normalises (numpy); on a GPU the model's side does (torch): same map."""
-    import mmlc.core.engine.inference as inference
+    import mmlc.core.engine.prefetch as prefetch
 
     model, ins = _model_and_inputs(kind, tmp_path, spacenet6)
     a = classify(model, ins, str(tmp_path / "a.tif"), confidence=str(tmp_path / "ac.tif"), device="cpu")
-    monkeypatch.setattr(inference, "NORMALISE_IN_READER_ON_CPU", False)
+    monkeypatch.setattr(prefetch, "NORMALISE_IN_READER_ON_CPU", False)
     b = classify(model, ins, str(tmp_path / "b.tif"), confidence=str(tmp_path / "bc.tif"), device="cpu")
     np.testing.assert_array_equal(gdal.Open(a.output).ReadAsArray(), gdal.Open(b.output).ReadAsArray())
     np.testing.assert_allclose(gdal.Open(a.confidence).ReadAsArray(), gdal.Open(b.confidence).ReadAsArray(),
@@ -354,7 +355,7 @@ def test_model_workers_keep_order_pass_errors_and_restore_threads() -> None:
     import time
 
     import torch
-    from mmlc.core.engine.inference import ModelWorkers, cpu_workers
+    from mmlc.core.engine.pipeline import ModelWorkers, cpu_workers
 
     assert cpu_workers(torch.device("cuda"), 8) == 1
     assert cpu_workers(torch.device("cpu"), 2) == 2 and cpu_workers(torch.device("cpu"), 16) == 4

@@ -1,10 +1,11 @@
 """classify(): a model file + aligned input rasters -> a styled class raster (and extras).
 
 The steps, each in its own module: resolve the model (:mod:`.builtin`), read its card
-(:mod:`.modelfile`), align the inputs on input 1's grid (:mod:`.io`), check everything that can
-be checked before any pixel is computed (inputs vs modalities, band counts, classes, outputs),
-then run the card's head kind (:mod:`.inference`) and stream the rows into the outputs
-(:mod:`.outputs`), which are renamed into place only when everything succeeded.
+(:mod:`.modelfile`), open the inputs once, aligned on input 1's grid cut to the extent and mask
+(:mod:`.aligned_inputs`), check everything that can be checked before any pixel is computed
+(inputs vs modalities, band counts, classes, outputs, tile and batch: :mod:`.head_paths`), then
+run the card's head kind's path (:mod:`.paths`) on those inputs and stream the rows into the
+outputs (:mod:`.outputs`), which are renamed into place only when everything succeeded.
 """
 from __future__ import annotations
 
@@ -14,22 +15,18 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..classes import ClassInfo
-from ..data.labels import LabelSource, split_layer_uri
+from ..data.labels import split_layer_uri
 from ..device import autocast_dtype, resolve_device
 from ..errors import GridError, InputError, ModelFileError
 from ..modelfiles.builtin import resolve_model
-from ..modelfiles.modelfile import ModelCard, build_from_file, read_card
+from ..modelfiles.modelfile import ModelCard, read_card
 from ..progress import NullProgress, Progress, check_cancel
-from .grid import Grid
-from .io import AlignedReader
+from .aligned_inputs import AlignedInputs
 from .output_paths import check_outputs
 from .outputs import OutputSet
-from .sizes import check_tile_memory, clamp_tile
 from .value_checks import type_mismatch
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: Tiles (or patch units) per forward pass when BATCH_SIZE is 0 or not given.
-DEFAULT_BATCH_SIZE = 4
 
 
 @dataclass
@@ -94,15 +91,6 @@ def check_classes(classes: Sequence[ClassInfo]) -> None:
         raise ModelFileError(f"the model card's class values {values} must be distinct and between 1 and 65535")
 
 
-def cut_to_mask(grid: Grid, mask: str) -> Grid:
-    """``grid`` cut to the extent of the mask layer/raster (in the grid's CRS), snapped outward to
-    whole pixels; GridError when the mask lies outside the grid, InputError when it cannot be read
-    or (vector) holds no polygon."""
-    with LabelSource(mask, grid.crs_wkt, presence=True) as src:
-        src.check_overlap(grid)
-        return grid.cut_to_extent(*src.bounds)
-
-
 def classify(
     model: str | Path,
     inputs: Sequence[str],
@@ -129,16 +117,17 @@ def classify(
     cut to the mask's extent (polygons: their bounding box, like GDAL's crop-to-cutline; a raster:
     its footprint), after ``extent``. tile_size/overlap: dense tile side and shared border
     (default: the card's); for patch models tile_size is the window side (overlap unused).
-    batch_size: tiles per forward (dense) or units of ``PATCHES_PER_BATCH_UNIT`` patches (patch);
+    batch_size: tiles per forward (dense) or units of ``head_paths.PATCHES_PER_BATCH_UNIT`` patches (patch);
     halved automatically on CUDA out-of-memory. precision: ``auto`` (bf16/fp16 autocast on CUDA),
     ``fp32``, ``bf16``, ``fp16``. background_writer: read, and blend + write, on two threads of
     their own while the model runs (default); False does everything on the calling thread,
     between forward passes (no competition for the cores; see docs/benchmarks.md). workers: model
     threads running consecutive batches at once (default: for dense models on a CPU one per
-    intra-op thread, up to 4, see ``inference.cpu_workers``; 1 on a GPU and for patch models). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
+    intra-op thread, up to 4, see ``pipeline.cpu_workers``; 1 on a GPU and for patch models). Raises InputError/GridError/ModelFileError/OutputError/Cancelled;
     on any error nothing is left at the output paths.
     """
-    from . import inference
+    from .forward import NetworkFile, Runner
+    from .head_paths import batch_size_or_default, check_head_kind, plan_path
     from .heap import pin_mmap_threshold
 
     t0 = time.perf_counter()
@@ -148,89 +137,52 @@ def classify(
     mask = None if mask is None else str(mask)
     if precision not in _PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISIONS)}")
-    batch_size = DEFAULT_BATCH_SIZE if not batch_size else int(batch_size)  # 0/None = the default, as in train
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1 (0 = the default, {DEFAULT_BATCH_SIZE}), got {batch_size}")
+    batch_size = batch_size_or_default(batch_size)
     path = resolve_model(model)
     card = read_card(path)
-    if card.head_kind not in ("dense", "patch"):
-        raise ModelFileError(f"{path}: unknown head kind {card.head_kind!r} (expected dense or patch)")
+    check_head_kind(card, path)
     check_classes(card.classes)
     check_inputs(card, inputs)
     check_outputs("classify", {"OUTPUT": output, "OUTPUT_CONFIDENCE": confidence, "OUTPUT_VECTOR": vector},
                   {"MODEL": str(path), **{f"INPUT_{i + 1}": p for i, p in enumerate(inputs)},
                    "MASK": split_layer_uri(mask)[0] if mask else None})
     ratios = [m.grid_ratio for m in card.modalities]
-    with AlignedReader(inputs, ratios) as probe:
-        grid: Grid = probe.grid
-        check_bands(card, inputs, probe.band_counts)
-        warn_types(card, inputs, [str(d) for d in probe.dtypes(native=True)], progress)
-    if extent is not None:
-        grid = grid.cut_to_extent(*extent)
-    if mask is not None:
-        grid = cut_to_mask(grid, mask)
-    if extent is not None or mask is not None:
-        AlignedReader(inputs, ratios, grid).close()  # re-check the overlap on the cut grid
-    if card.head_kind == "dense":
-        asked = int(tile_size or card.tile_size)
-        tile = clamp_tile(asked, grid.height, grid.width, card.tile_size)
-        ov = int(card.overlap if overlap is None else overlap)
-        if asked < 8 or ov < 0 or 2 * ov >= tile:
-            raise InputError(f"tile size {tile} / overlap {ov}: need tile >= 8 and 0 <= overlap < tile/2")
-        check_tile_memory(tile, batch_size, [m.bands for m in card.modalities], ratios, card.num_classes)
-    else:
-        asked = int(tile_size or inference.DEFAULT_PATCH_WINDOW)
-        tile = clamp_tile(asked, grid.height, grid.width, inference.DEFAULT_PATCH_WINDOW)
-        ov = 0
-        if asked < 1:
-            raise InputError(f"tile size must be positive, got {asked}")
-    if tile != asked:
-        progress.info(f"tile size {asked} is larger than the raster ({grid.width} x {grid.height}): using {tile}")
-    dev = resolve_device(device)
-    amp = autocast_dtype(dev, precision)
-    check_cancel(progress)
-
-    outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
-    try:
-        def load_network():  # called by the runner once the reader has started (they overlap)
-            card_full, net = build_from_file(path, dev)
-            if card_full.num_classes != card.num_classes:
-                raise ModelFileError(f"{path}: inconsistent card")
-            if dev.type == "cuda":
-                import torch
-
-                net = net.to(memory_format=torch.channels_last)
-            return net
-
-        per_forward = batch_size if card.head_kind == "dense" else batch_size * inference.PATCHES_PER_BATCH_UNIT
-        runner = inference.Runner(None, dev, per_forward, amp, progress, loader=load_network)
-        reader_args = {"paths": inputs, "ratios": ratios, "grid": grid, "mask": mask}
-        progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
-                      f"({card.head_kind}) on {dev}")
-        if card.head_kind == "dense":
-            stats = inference.run_dense(reader_args, card, runner, outputs.write, tile, ov, progress,
-                                        background_writer, workers)
-        else:
-            stats = inference.run_patch(reader_args, card, runner, outputs.write, tile, progress, background_writer,
-                                        workers)
-        if outputs.nonfinite:
-            progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they are "
-                          "nodata in the output; check the inputs for extreme values")
-        if stats.valid_pixels > 0 and stats.valid_pixels == outputs.nonfinite:
-            raise ModelFileError(f"{path}: the network gave non-finite (NaN/Inf) output for every pixel; the model "
-                                 "file or the inputs hold extreme values")
-        if stats.valid_pixels == 0:
-            where = "inside the mask " if mask is not None else ""
-            raise GridError(
-                f"no pixel of the output extent {where}is valid in every input (all nodata or outside an input); "
-                "check the inputs' nodata and overlap, or choose another extent" + (" or mask" if mask else "")
-            )
+    with AlignedInputs.open(inputs, ratios) as scene:  # every input (and the mask) opened once
+        check_bands(card, inputs, scene.reader.band_counts)
+        warn_types(card, inputs, [str(d) for d in scene.reader.dtypes(native=True)], progress)
+        grid = scene.cut(extent, mask)
+        plan = plan_path(card, grid, tile_size, overlap, batch_size, progress)
+        dev = resolve_device(device)
+        amp = autocast_dtype(dev, precision)
         check_cancel(progress)
-        outputs.finish()
-        final = outputs.commit()
-    except BaseException:
-        outputs.abort()  # the writer thread has stopped: run_dense/run_patch join it on any error
-        raise
+
+        outputs = OutputSet(grid, card.classes, output, confidence, vector, inputs)
+        try:
+            # the network is built by the runner once the reader has started (they overlap)
+            runner = Runner(None, dev, plan.per_forward, amp, progress,
+                            network=NetworkFile(path, dev, card.num_classes))
+            progress.info(f"classifying {grid.width} x {grid.height} pixels with {card.architecture} "
+                          f"({card.head_kind}) on {dev}")
+            stats = plan.run(scene, card, runner, outputs.write, progress=progress, background=background_writer,
+                             workers=workers)
+            if outputs.nonfinite:
+                progress.warn(f"the network gave non-finite (NaN/Inf) output for {outputs.nonfinite} pixel(s): they "
+                              "are nodata in the output; check the inputs for extreme values")
+            if stats.valid_pixels > 0 and stats.valid_pixels == outputs.nonfinite:
+                raise ModelFileError(f"{path}: the network gave non-finite (NaN/Inf) output for every pixel; the "
+                                     "model file or the inputs hold extreme values")
+            if stats.valid_pixels == 0:
+                where = "inside the mask " if mask is not None else ""
+                raise GridError(
+                    f"no pixel of the output extent {where}is valid in every input (all nodata or outside an input); "
+                    "check the inputs' nodata and overlap, or choose another extent" + (" or mask" if mask else "")
+                )
+            check_cancel(progress)
+            outputs.finish()
+            final = outputs.commit()
+        except BaseException:
+            outputs.abort()  # the writer thread has stopped: run_dense/run_patch join it on any error
+            raise
     seconds = time.perf_counter() - t0
     pixels = grid.width * grid.height
     progress.set_fraction(1.0)

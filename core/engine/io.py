@@ -281,18 +281,34 @@ class AlignedReader:
             raise ValueError(f"{len(self.ratios)} grid ratios for {len(self.paths)} inputs")
         self.resampling = resampling
         self.row_cache = row_cache
-        datasets = [open_raster(p) for p in self.paths]
-        grids = [Grid(d.GetProjection() or "", geotransform_of(d), d.RasterXSize, d.RasterYSize)
-                 for d in datasets]
+        self._datasets = [open_raster(p) for p in self.paths]
+        #: each input's own grid
+        self._own = [Grid(d.GetProjection() or "", geotransform_of(d), d.RasterXSize, d.RasterYSize)
+                     for d in self._datasets]
         if grid is None:
             if self.ratios[0] != 1:
                 raise ValueError("input 1 defines the output grid, so its grid ratio must be 1")
-            grid = grids[0]
-        grid.check_north_up(f"the output grid (from {self.paths[0]})")
-        self.grid: Grid = grid
-        self._check_crs(grids)
-        self._sources = [self._open(i, d, g) for i, (d, g) in enumerate(zip(datasets, grids))]
+            grid = self._own[0]
+        self._sources: list[_Source] = []
+        self.regrid(grid)
         self.band_counts: list[int] = [s.bands for s in self._sources]
+
+    def regrid(self, grid: Grid, row_cache: Optional[bool] = None) -> None:
+        """Read on ``grid`` from now on (e.g. the output grid cut to an extent or a mask), with
+        the files already open: the grid is checked (north-up, CRS, every input overlapping it)
+        and each input placed on it again, as a new reader on ``grid`` would do, without opening
+        the files a second time. row_cache: switch the row cache on or off (None: unchanged)."""
+        grid.check_north_up(f"the output grid (from {self.paths[0]})")
+        before = (getattr(self, "grid", None), self.row_cache)
+        self.grid: Grid = grid
+        if row_cache is not None:
+            self.row_cache = bool(row_cache)
+        try:
+            self._check_crs(self._own)
+            self._sources = [self._open(i, d, g) for i, (d, g) in enumerate(zip(self._datasets, self._own))]
+        except BaseException:  # the reader stays on its previous grid
+            self.grid, self.row_cache = before
+            raise
 
     # --- set-up ------------------------------------------------------------------------
     def _check_crs(self, grids: list[Grid]) -> None:
@@ -367,11 +383,6 @@ class AlignedReader:
         return int(round(row)), int(round(col))
 
     # --- reading -----------------------------------------------------------------------
-    def may_have_nodata(self, i: int) -> bool:
-        """Whether input ``i`` can have nodata (NaN) pixels at all (e.g. False for a Byte raster
-        without nodata value or mask): callers can then skip their NaN passes."""
-        return self._sources[i].may_have_nodata
-
     def dtypes(self, native: bool = True) -> list[np.dtype]:
         """numpy type of each input's windows (``native``: the files' own types, else float32)."""
         return [s.dtype if native else np.dtype(np.float32) for s in self._sources]
@@ -441,20 +452,24 @@ class AlignedReader:
         return out, bad
 
     def release_cache(self) -> None:
-        """Drop the blocks this reader's datasets hold in GDAL's block cache.
+        """Drop the blocks this reader's datasets hold in GDAL's block cache, and the strips of
+        its row cache.
 
         GDAL keeps every block read (decoded) until its global cache is full, so a reader that
-        walks a large raster would otherwise hold up to ``GDAL_CACHEMAX`` of it. Callers that read
-        in row order call this when they move past rows they will not read again (e.g. at each new
-        tile row), which bounds the cache to the blocks of one row of windows. Only this reader's
-        own handles are flushed; other users of the same files are not affected.
+        walks a large raster would otherwise hold up to ``GDAL_CACHEMAX`` of it. Callers call this
+        when they will not read the rows read so far again (the inference reader: after its last
+        window, while the files stay open until the run ends). Only this reader's own handles are
+        flushed; other users of the same files are not affected. Windows can still be read
+        afterwards.
         """
         for src in self._sources:
+            src.strips.clear()
             src.flush_gdal()
 
     # --- context manager ---------------------------------------------------------------
     def close(self) -> None:
         self._sources = []
+        self._datasets = []
 
     def __enter__(self) -> "AlignedReader":
         return self

@@ -11,7 +11,7 @@
 Everything is written to hidden temporary files beside the targets and renamed only by
 :meth:`OutputSet.commit`; :meth:`OutputSet.abort` (failure, cancel) removes them, so a failed
 run leaves nothing at the output paths. Finished rectangles arrive in any order (see
-``core.engine.inference.Sink``); their class values (and confidence) are copied into the output blocks
+``core.engine.tiling.Sink``); their class values (and confidence) are copied into the output blocks
 they touch, and each block is written and dropped as soon as all its pixels have arrived, so
 memory holds only partly filled blocks (with tiles coming row by row: about one row of blocks,
 5 bytes a pixel with confidence), whatever the raster height.
