@@ -9,8 +9,11 @@ validation and classification ask the :class:`HeadKind` object instead of branch
 - the validation (``core.assessment.validation``: :class:`DenseValidation` / :class:`PatchValidation`)
   and the selection metric of the best epoch (mIoU / overall accuracy);
 - the tile written in the model card and the default classification window;
-- the inference path: :meth:`HeadKind.inference_path` returns ``core.engine.inference.run_dense`` or
-  ``run_patch``, imported on call (the engine is not loaded when the head kinds are).
+- the inference path: :meth:`HeadKind.inference_path` returns the engine's planner of that path
+  (``core.engine.head_paths.plan_dense`` / ``plan_patch``: ``paths.run_dense`` / ``run_patch`` with
+  their tile, overlap and batch defaults and checks), imported on call (the engine is not loaded when
+  the head kinds are). Classification asks the card's head kind for it: the one place where dense
+  and patch part ways in classify.
 
 :func:`head_kind` finds the object of a spec, a card or a name.
 """
@@ -30,8 +33,8 @@ __all__ = ["HeadKind", "DENSE", "PATCH", "HEAD_KINDS", "head_kind"]
 
 
 def _inference_module() -> Any:
-    """core.engine.inference, imported on first use (loading the head kinds does not load the engine)."""
-    return importlib.import_module(".engine.inference", __package__)
+    """core.engine.head_paths, imported on first use (loading the head kinds does not load the engine)."""
+    return importlib.import_module(".engine.head_paths", __package__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class HeadKind:
     name: str
     #: the Metrics attribute the best epoch is selected on
     selection_metric: str
-    #: name of the function in core.engine.inference that classifies with this kind
+    #: name of the planner in core.engine.head_paths that sets up this kind's inference path
     inference_entry: str
 
     def split_guard(self, modalities: Sequence[Any]) -> int:
@@ -69,7 +72,7 @@ class HeadKind:
         raise NotImplementedError
 
     def inference_path(self) -> Callable[..., Any]:
-        """``core.engine.inference.run_dense`` / ``run_patch``, imported now (not at module import)."""
+        """``core.engine.head_paths.plan_dense`` / ``plan_patch``, imported now (not at module import)."""
         return getattr(_inference_module(), self.inference_entry)
 
 
@@ -110,8 +113,8 @@ def _geometry(modalities: Sequence[Any]) -> tuple[list[int], list[int]]:
     return [m.patch_size for m in modalities], [m.patch_anchor for m in modalities]
 
 
-DENSE: HeadKind = _Dense("dense", "miou", "run_dense")
-PATCH: HeadKind = _Patch("patch", "overall_accuracy", "run_patch")
+DENSE: HeadKind = _Dense("dense", "miou", "plan_dense")
+PATCH: HeadKind = _Patch("patch", "overall_accuracy", "plan_patch")
 HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (DENSE, PATCH)}
 
 

@@ -64,12 +64,12 @@ def test_patch_owns_patches_guard_and_accuracy():
     assert PATCH.card_tile(96, 256) == 256
 
 
-def test_inference_paths_are_the_engine_entries_imported_on_call():
-    from mmlc.core.engine import inference
+def test_inference_paths_are_the_engine_planners_imported_on_call():
+    from mmlc.core.engine import head_paths
 
-    assert DENSE.inference_path() is inference.run_dense and PATCH.inference_path() is inference.run_patch
-    assert PATCH.default_window(None) == inference.DEFAULT_PATCH_WINDOW
-    code = "import sys, mmlc.core.head_kinds; print('mmlc.core.engine.inference' in sys.modules)"
+    assert DENSE.inference_path() is head_paths.plan_dense and PATCH.inference_path() is head_paths.plan_patch
+    assert PATCH.default_window(None) == head_paths.DEFAULT_PATCH_WINDOW
+    code = "import sys, mmlc.core.head_kinds; print('mmlc.core.engine.head_paths' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT / "build" / "pkg").stdout.strip()
     assert out == "False"

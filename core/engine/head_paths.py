@@ -1,6 +1,7 @@
-"""The engine side of the two head kinds, in one place: which inference path a model card's
-``head_kind`` runs (:func:`.paths.run_dense` or :func:`.paths.run_patch`), and that path's
-defaults and checks of the tile side, overlap and batch (:func:`plan_path`).
+"""The engine side of the two head kinds: each kind's planner binds its inference path
+(:func:`.paths.run_dense` or :func:`.paths.run_patch`) with that path's defaults and checks of the
+tile side, overlap and batch. Which planner a card runs is the card's head kind's decision
+(:class:`core.head_kinds.HeadKind`, its ``inference_path``), asked once in :func:`plan_path`.
 
 * dense: tiles of the card's ``tile_size`` sharing its ``overlap`` (the caller may give others;
   tile >= 8, 0 <= overlap < tile / 2, and a batch of tiles must fit in memory); the batch is
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..errors import InputError, ModelFileError
+from ..head_kinds import head_kind
 from ..modelfiles.modelfile import ModelCard
 from ..progress import Progress
 from .grid import Grid
@@ -56,12 +58,15 @@ def batch_size_or_default(batch_size: Optional[int]) -> int:
 
 def check_head_kind(card: ModelCard, where: object) -> None:
     """ModelFileError when the card's head kind has no path here (``where``: the model file)."""
-    if card.head_kind not in _PLANNERS:
-        raise ModelFileError(f"{where}: unknown head kind {card.head_kind!r} (expected dense or patch)")
+    try:
+        head_kind(card)
+    except ModelFileError as e:
+        raise ModelFileError(f"{where}: {e}") from None
 
 
-def _dense(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optional[int],
-           batch_size: int) -> tuple[int, PathPlan]:
+def plan_dense(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optional[int],
+               batch_size: int) -> tuple[int, PathPlan]:
+    """(the tile asked for, the dense path's plan): overlapping tiles, logits blended."""
     asked = int(tile_size or card.tile_size)
     tile = clamp_tile(asked, grid.height, grid.width, card.tile_size)
     ov = int(card.overlap if overlap is None else overlap)
@@ -72,8 +77,9 @@ def _dense(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optio
     return asked, PathPlan("dense", functools.partial(run_dense, tile=tile, overlap=ov), tile, ov, batch_size)
 
 
-def _patch(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optional[int],
-           batch_size: int) -> tuple[int, PathPlan]:
+def plan_patch(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optional[int],
+               batch_size: int) -> tuple[int, PathPlan]:
+    """(the window asked for, the patch path's plan): one patch per pixel, windows without overlap."""
     asked = int(tile_size or DEFAULT_PATCH_WINDOW)
     tile = clamp_tile(asked, grid.height, grid.width, DEFAULT_PATCH_WINDOW)
     if asked < 1:
@@ -82,15 +88,11 @@ def _patch(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optio
                            batch_size * PATCHES_PER_BATCH_UNIT)
 
 
-#: head kind -> its planner: the one place where dense and patch part ways in classify.
-_PLANNERS = {"dense": _dense, "patch": _patch}
-
-
 def plan_path(card: ModelCard, grid: Grid, tile_size: Optional[int], overlap: Optional[int], batch_size: int,
               progress: Progress) -> PathPlan:
     """The path of the card's head kind on ``grid``, with the tile side and overlap asked for
     (None/0: the head kind's defaults) checked; InputError when they cannot work."""
-    asked, plan = _PLANNERS[card.head_kind](card, grid, tile_size, overlap, batch_size)
+    asked, plan = head_kind(card).inference_path()(card, grid, tile_size, overlap, batch_size)
     if plan.tile != asked:
         progress.info(f"tile size {asked} is larger than the raster ({grid.width} x {grid.height}): using {plan.tile}")
     return plan
