@@ -8,8 +8,8 @@ checks the imports):
   (``aligned_inputs.AlignedInputs``: the rasters on the output grid, cut to the extent and the
   mask, and the mask itself) and hands them, with a ``forward.Runner`` for the model file, to the
   path its head kind runs;
-* ``head_paths``: the one place where dense and patch part ways: which path, and its defaults and
-  checks of tile, overlap and batch;
+* ``head_paths``: the planner of the card's head kind (``core.head_kinds``, asked once): which
+  path, and its defaults and checks of tile, overlap and batch;
 * ``paths``: ``run_dense`` and ``run_patch`` and the driver that runs either over its threads;
 * ``prefetch`` (windows read, normalised and batched ahead), ``forward`` (the network built once,
   its forward pass with out-of-memory back-off, progress inside it), ``tiling`` (tile geometry,
