@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+from pathlib import Path
 
 import pytest
 from mmlc.core import api, cli
@@ -92,12 +93,24 @@ def _core_function(op_id: str):
 
 @pytest.mark.parametrize("op_id", sorted(OPERATIONS))
 def test_api_signatures_are_the_core_functions(op_id: str) -> None:
+    assert getattr(api, op_id) is _core_function(op_id)  # the same object: nothing to drift
     ours = inspect.signature(getattr(api, op_id)).parameters
     theirs = inspect.signature(_core_function(op_id)).parameters
     assert [(n, p.kind, p.default) for n, p in ours.items()] == [(n, p.kind, p.default) for n, p in theirs.items()]
     assert all(p.annotation is not inspect.Parameter.empty for p in ours.values())
     keywords = {p.core for p in get_operation(op_id).params if p.core}
     assert keywords <= set(ours), keywords - set(ours)
+
+
+def test_importing_the_api_loads_no_torch_numpy_or_gdal() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mmlc.core.api as a; print(sorted(m for m in ('torch', 'numpy', 'osgeo') if m in sys.modules));"
+            "print(sorted(a.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1] / "build" / "pkg").stdout.split("\n")
+    assert out[0] == "[]" and out[1] == "['classify', 'distill', 'evaluate', 'train']"
 
 
 def cli_default_divergences(op: Operation) -> dict[str, str]:
