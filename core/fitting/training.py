@@ -807,6 +807,7 @@ def train(
     precision: str = "auto",
     resume: bool = True,
     baseline: bool = True,
+    stream: bool | None = None,
 ) -> TrainResult:
     """Train ``architecture`` on one scene (``inputs`` + ``labels``) or several (``scenes``).
 
@@ -815,7 +816,9 @@ def train(
     ``to_db`` per input (None = detect linear SAR, a design choice), ``scale_range`` (joint random
     rescale of dense tiles, ASANet uses (0.5, 2.0); off by default for small data), ``precision``
     (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``),
-    ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline).
+    ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline),
+    ``stream`` (read training windows from disk instead of whole scenes, core.data.windows; None =
+    when a scene is larger than ``windows.STREAM_PIXELS``; the forest baseline is skipped then).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
     output paths on error.
     """
@@ -864,15 +867,7 @@ def train(
             dev = torch.device("cuda", ctx.local_rank)
         table = read_class_table(classes) if classes else None
         ratios = [m.grid_ratio for m in spec.modalities]
-        datas = []
-        for i, s in enumerate(scenes):
-            progress.info(f"reading scene {i + 1}/{len(scenes)}: {s.name}")
-            datas.append(load_scene(s, ratios))
-        run_classes = resolve_classes(datas, table)
-        if len(run_classes) < 2:
-            raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
         dense = spec.head_kind == "dense"
-        tile = training_tile(tile_size, datas) if tile_size else _default_tile(rec.tile_size, datas)
         guard = 0 if dense else max([m.patch_size // max(1, m.grid_ratio) for m in spec.modalities] + [0]) // 2 + 1
         init_card = None
         if init_model and Path(init_model).is_file():
@@ -883,16 +878,38 @@ def train(
         given = None
         if init_card is not None and init_card.architecture == arch and len(init_card.modalities) == n_mod:
             given = init_card.modalities  # fine-tuning keeps the original normalisation
-        data = prepare_data(datas, [m.name for m in spec.modalities], ratios, classes=run_classes,
-                            validation_fraction=validation_fraction, seed=seed, tile=tile, guard=guard,
-                            to_db=to_db, given_cards=given, progress=progress)
+        from ..data import windows
+
+        streamed = windows.should_stream(scenes, stream)
+        if streamed:  # windows read on demand (core.data.windows)
+            datas = windows.open_scenes(scenes, ratios)
+            tile = training_tile(tile_size, datas) if tile_size else _default_tile(rec.tile_size, datas)
+            data = windows.prepare_streamed(datas, [m.name for m in spec.modalities], ratios, table=table,
+                                            validation_fraction=validation_fraction, seed=seed, tile=tile,
+                                            guard=guard, to_db=to_db, given_cards=given, progress=progress)
+            run_classes = data.classes
+        else:
+            datas = []
+            for i, s in enumerate(scenes):
+                progress.info(f"reading scene {i + 1}/{len(scenes)}: {s.name}")
+                datas.append(load_scene(s, ratios))
+            run_classes = resolve_classes(datas, table)
+            if len(run_classes) < 2:
+                raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
+            tile = training_tile(tile_size, datas) if tile_size else _default_tile(rec.tile_size, datas)
+            data = prepare_data(datas, [m.name for m in spec.modalities], ratios, classes=run_classes,
+                                validation_fraction=validation_fraction, seed=seed, tile=tile, guard=guard,
+                                to_db=to_db, given_cards=given, progress=progress)
         progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
                       f"{len(run_classes)} classes")
         for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
-            if given is None:  # fine-tuning keeps the original card, data type and range included
+            if given is None and not streamed:  # fine-tuning keeps the original card, data type and range included
                 record_profile(mc, scenes[0].inputs[i], [d.arrays[i] for d in datas])
-        if dense:
+        if streamed:
+            sampler, validation = windows.streamed_samplers(data, spec, tile, batch_size, seed, scale_range,
+                                                            ctx.world_size)
+        elif dense:
             length = max(batch_size, 4 * int(math.ceil(data.n_train / float(tile * tile))))
             sampler: Any = DenseTileSampler(data.scenes, tile, length, seed, scale_range=scale_range)
             validation: Any = DenseValidation(data.scenes, tile)
@@ -913,7 +930,7 @@ def train(
         run_fp = _fingerprint({
             "arch": arch, "kwargs": kwargs, "cfg": cfg.__dict__, "tile": tile, "fraction": validation_fraction,
             "inputs": data.fingerprints, "classes": [c.to_dict() for c in run_classes], "world": ctx.world_size,
-            "init": init_model, "scale_range": scale_range,
+            "init": init_model, "scale_range": scale_range, **({"streamed": True} if streamed else {}),
         })
         resume_file = resume_path_for(out) if resume else None
         outcome = run_loop(net, sampler, validation, cfg, run_classes, dev, resume_path=resume_file,
@@ -948,7 +965,8 @@ def train(
         written_report = None
         if ctx.is_main:  # the model and its report are placed together (core.engine.atomic)
             save_model_file(run.temp(out), card, outcome.state)
-            forest = _forest_baseline(data, run_classes, seed, metrics, progress) if baseline else None
+            forest = _forest_baseline(data, run_classes, seed, metrics, progress) if baseline and not streamed \
+                else None
             written_report = _write_report(str(run.temp(report_path)) if report_path else None, card,
                                            outcome.history, metrics,
                                            {"architecture": arch, "scenes": [s.name for s in scenes],
