@@ -9,7 +9,12 @@ import pytest
 from mmlc.core.data.datasets import Scene, load_scene
 from mmlc.core.data.samplers import DenseTileSampler, PatchSampler
 from mmlc.core.data.windows import (
-    StreamedDenseValidation, StreamedPatchSampler, StreamedTileSampler, WindowDataset, open_scenes, prepare_streamed,
+    StreamedDenseValidation,
+    StreamedPatchSampler,
+    StreamedTileSampler,
+    WindowDataset,
+    open_scenes,
+    prepare_streamed,
     sample_windows,
 )
 from mmlc.core.errors import InputError
