@@ -34,7 +34,7 @@ def make_table(bigearthnet: Path, folder: Path) -> Path:
     rows = ["name,input_1,input_2,labels"]
     for p, epsg, warp_labels in zip(picks, (None, 3035, 3857), (False, False, True)):
         sar, lab = p.replace("s2_10band_10m", "s1_vv_vh_db"), p.replace("s2_10band_10m", "weak_label_s2rules")
-        name = Path(p).name.split("__")[0][-12:]
+        name = Path(p).name.split("__")[0][-11:]
         if epsg:
             out = []
             for src, alg in ((p, "bilinear"), (sar, "bilinear")) + (((lab, "near"),) if warp_labels else ()):

@@ -14,6 +14,7 @@ mosaic here).
 """
 from __future__ import annotations
 
+import contextlib
 import glob as globmod
 import os
 from dataclasses import dataclass, field
@@ -55,11 +56,19 @@ def scenes_to_classify(source: str) -> list[SceneInputs]:
     return out
 
 
-def _rank_world() -> tuple[Any, int, int]:
-    from ..fitting.ddp import setup
+def _process_group() -> tuple[Any, bool]:
+    """(DistContext, whether this call joined the group and must leave it). A group the caller
+    already joined is used as it is; otherwise torchrun's is joined (gloo: scenes, not tensors,
+    are shared, so only the barrier needs it)."""
+    from ..fitting.ddp import DistContext, setup
 
-    ctx = setup("cpu")  # scenes, not tensors, are shared: gloo suffices for the barrier
-    return ctx, ctx.rank, ctx.world_size
+    with contextlib.suppress(ImportError):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                               dist.get_backend()), False
+    return setup("cpu"), True
 
 
 def build_mosaic(outputs: Sequence[str], mosaic: str) -> str:
@@ -126,7 +135,8 @@ def classify_many(model: str, source: str | Sequence[SceneInputs], folder: str, 
     clash = [o for o in [*outputs.values(), mosaic] if o and str(Path(o).resolve()) in every_input]
     if clash:
         raise OutputError(f"{clash[0]} is also an input; choose another output folder")
-    ctx, rank, world = _rank_world()
+    ctx, joined = _process_group()
+    rank, world = ctx.rank, ctx.world_size
     try:
         result = ManyResult()
         mine = scenes[rank::world]
@@ -141,4 +151,5 @@ def classify_many(model: str, source: str | Sequence[SceneInputs], folder: str, 
         barrier(ctx)
         return result
     finally:
-        teardown(ctx)
+        if joined:
+            teardown(ctx)

@@ -15,13 +15,13 @@ from .common_params import (
     add_label_params,
     add_model_outputs,
     advanced,
-    check_label_params,
     device_value,
     helped,
     label_source,
     learning_rate,
     model_output_path,
 )
+from .scene_param import add_scenes_param, check_scene_source, scene_table_value
 
 
 class DistillAlgorithm(MmlcAlgorithm):
@@ -43,9 +43,10 @@ class DistillAlgorithm(MmlcAlgorithm):
         teacher = QgsProcessingParameterFile("TEACHER", "Teacher model (hfdnet trained on optical)")
         teacher.setFileFilter("mmlc model files (*.mmlc)")
         self.addParameter(helped(teacher, "An hfdnet .mmlc file from Train on optical images; it stays frozen."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_OPTICAL", "Optical image (teacher input)"),
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_OPTICAL", "Optical image (teacher input)",
+                                                                   optional=True),
                                  "The optical raster the teacher was trained on (same bands, same order)."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_SAR", "SAR image (student input)"),
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_SAR", "SAR image (student input)", optional=True),
                                  "The co-registered SAR raster (dB); the distilled model needs only this one."))
         add_label_params(self)
         add_budget_params(self)
@@ -60,9 +61,12 @@ class DistillAlgorithm(MmlcAlgorithm):
             "Weight of the logit distillation term (student vs teacher probabilities) next to the class loss."))
         add_device_param(self)
         add_model_outputs(self)
+        add_scenes_param(self, "input_optical, input_sar")
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
-        ok, msg, checked = check_label_params(parameters, context)
+        ok, msg, checked = check_scene_source(parameters, context, ("INPUT_OPTICAL", "INPUT_SAR"))
+        if ok and not parameters.get("SCENES") and not parameters.get("INPUT_SAR"):
+            return False, "choose the SAR image (INPUT_SAR), or a scene table (SCENES)"
         if not ok:
             return ok, msg
         return super().checkParameterValues(checked, context)
@@ -70,7 +74,8 @@ class DistillAlgorithm(MmlcAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
 
-        labels, field = label_source(self, parameters, context)
+        scenes = scene_table_value(self, parameters, context, n_inputs=2)
+        labels, field = label_source(self, parameters, context) if scenes is None else (None, None)
         output = model_output_path(self, parameters, context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
@@ -81,7 +86,7 @@ class DistillAlgorithm(MmlcAlgorithm):
             input_optical=self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_OPTICAL", context),
                                            "Optical image"),
             input_sar=self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_SAR", context), "SAR image"),
-            labels=labels, label_field=field, output_model=output, output_report=report,
+            labels=labels, label_field=field, scenes=scenes, output_model=output, output_report=report,
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=batch or None, learning_rate=lr or None,
             temperature=self.parameterAsDouble(parameters, "TEMPERATURE", context),

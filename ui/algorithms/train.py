@@ -17,7 +17,6 @@ from .common_params import (
     add_label_params,
     add_model_outputs,
     advanced,
-    check_label_params,
     choice_param,
     device_value,
     helped,
@@ -25,6 +24,7 @@ from .common_params import (
     learning_rate,
     model_output_path,
 )
+from .scene_param import add_scenes_param, check_scene_source, scene_table_value
 
 ARCHITECTURES = ["asanet", "das2f", "prsanet", "hfdnet"]
 #: The variants of each network (models.registry ``ModelSpec.variants``, listed here so that the
@@ -66,7 +66,8 @@ class TrainAlgorithm(MmlcAlgorithm):
         self.addParameter(advanced(variant, "Size of the network: ASANet backbone " + ", ".join(VARIANTS["asanet"])
                                    + "; DAS2F nanjing/xian; HFD-Net encoder resnet50/34/18; empty = the "
                                    "architecture's default (the first listed)."))
-        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / first modality)"),
+        self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_1", "Input 1 (optical / MS / first modality)",
+                                                                   optional=True),
                                  "ASANet optical, DAS2F multispectral, PRSANet first modality, HFD-Net its only "
                                  "input. The band order is recorded in the model file."))
         self.addParameter(helped(QgsProcessingParameterRasterLayer("INPUT_2", "Input 2 (SAR / PAN / second modality)",
@@ -91,11 +92,12 @@ class TrainAlgorithm(MmlcAlgorithm):
                                          "a pretrained backbone checkpoint."))
         add_device_param(self)
         add_model_outputs(self)
+        add_scenes_param(self, "input_1, input_2 (for two-modality networks)")
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         """Labels: exactly one of a class raster and polygons/points (with a field); a variant must
         belong to the chosen architecture (both reported before any training)."""
-        ok, msg, checked = check_label_params(parameters, context)
+        ok, msg, checked = check_scene_source(parameters, context, ("INPUT_1", "INPUT_2"))
         if not ok:
             return ok, msg
         ok, message = super().checkParameterValues(checked, context)
@@ -111,11 +113,12 @@ class TrainAlgorithm(MmlcAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
 
+        scenes = scene_table_value(self, parameters, context)
         inputs = [self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_1", context), "Input 1")]
         second = self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_2", context), "Input 2")
         if second:
             inputs.append(second)
-        labels, field = label_source(self, parameters, context)
+        labels, field = label_source(self, parameters, context) if scenes is None else (None, None)
         output = model_output_path(self, parameters, context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
 
@@ -127,7 +130,7 @@ class TrainAlgorithm(MmlcAlgorithm):
             api.train, feedback,
             architecture=self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
             variant=self.parameterAsEnumString(parameters, "VARIANT", context) or None,
-            inputs=inputs, labels=labels, label_field=field,
+            inputs=inputs if scenes is None else None, labels=labels, label_field=field, scenes=scenes,
             classes=self.parameterAsFile(parameters, "CLASSES", context) or None,
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=int(num("BATCH_SIZE") or 0) or None,
