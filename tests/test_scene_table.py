@@ -158,3 +158,33 @@ def test_table_of_three_crs_trains_streamed_resumes_and_classifies_each_scene(bi
         near = o.ReadAsArray(c - 2, r - 2, 5, 5)
         assert got in values and got in near, name
     assert len(glob.glob(str(folder / "*.warped.vrt"))) == 2 and not glob.glob(str(folder / ".*tmp*"))
+
+
+@pytest.mark.slow
+def test_cli_trains_on_a_table_and_classifies_it_and_a_glob(bigearthnet, tmp_path):
+    from mmlc.core import cli
+    from mmlc.core.engine.mosaic import scenes_to_classify
+    from osgeo import gdal
+
+    table = make_table(bigearthnet, tmp_path)
+    out = tmp_path / "cli.mmlc"
+    rc = cli.main(["-q", "train", "--ARCHITECTURE", "t_dense", "--SCENES", str(table), "--EPOCHS", "1",
+                   "--TILE_SIZE", "32", "--BATCH_SIZE", "4", "--MAX_STEPS_PER_EPOCH", "2", "--DEVICE", "cpu",
+                   "--OUTPUT_MODEL", str(out), "--OUTPUT_REPORT", ""])
+    assert rc == 0 and out.is_file()
+    card, _ = load_model_file(out)
+    assert len(card.provenance["inputs"]) == 9  # three scenes of two inputs and labels
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    rc = cli.main(["-q", "classify", "--MODEL", str(out), "--SCENES", str(table), "--OUTPUT_FOLDER", str(folder),
+                   "--DEVICE", "cpu"])
+    assert rc == 0
+    names = [s.name for s in read_scene_table(str(table))]
+    assert sorted(p.stem for p in folder.glob("*.tif")) == sorted(names)
+    assert gdal.Open(str(folder / "mosaic.vrt")).RasterCount == 1
+    assert cli.main(["-q", "classify", "--MODEL", str(out), "--SCENES", str(table)]) == 2  # no OUTPUT_FOLDER
+    # a glob: one input-1 raster per scene, names from the files, made unique
+    found = scenes_to_classify(str(bigearthnet / "*__s1_vv_vh_db.tif"))
+    assert len(found) == 4 and all(len(ins) == 1 for _, ins in found)
+    with pytest.raises(InputError, match="no raster matches"):
+        scenes_to_classify(str(tmp_path / "none*.tif"))
