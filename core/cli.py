@@ -157,6 +157,10 @@ def _run_train(a: argparse.Namespace, progress: Any) -> str:
         if not sep:
             raise InputError("DATASET must be KIND:FOLDER, e.g. whu-opt-sar:/data/WHU-OPT-SAR")
         scenes = scenes_from_dataset(kind, folder, "train")
+    if a.SCENES:
+        from .data.scene_table import read_scene_table
+
+        scenes = read_scene_table(a.SCENES)
     if not a.ARCHITECTURE:
         from .errors import InputError
 
@@ -167,6 +171,7 @@ def _run_train(a: argparse.Namespace, progress: Any) -> str:
         init_model=a.INIT_MODEL, device=a.DEVICE or "auto", output_report=a.OUTPUT_REPORT,
         seed=a.SEED or 0, accumulate=a.ACCUMULATE or 1, patience=a.PATIENCE,
         max_steps_per_epoch=a.MAX_STEPS_PER_EPOCH, labels_note=a.LABELS_NOTE or "", progress=progress,
+        stream=True if a.STREAM else None,
     )
     if a.VALIDATION_FRACTION is not None:
         kwargs["validation_fraction"] = a.VALIDATION_FRACTION
@@ -185,6 +190,22 @@ def _run_classify(a: argparse.Namespace, progress: Any) -> str:
     )
     if a.BATCH_SIZE:
         kwargs["batch_size"] = a.BATCH_SIZE
+    if a.SCENES:
+        from .engine.mosaic import classify_many
+
+        if not a.OUTPUT_FOLDER:
+            from .errors import InputError
+
+            raise InputError("--SCENES writes one output per scene: give --OUTPUT_FOLDER")
+        if a.OUTPUT_CONFIDENCE or a.OUTPUT_VECTOR or a.EXTENT:
+            from .errors import InputError
+
+            raise InputError("--SCENES writes class rasters only: leave out --OUTPUT_CONFIDENCE, --OUTPUT_VECTOR "
+                             "and --EXTENT")
+        for key in ("progress", "confidence", "vector", "extent"):
+            kwargs.pop(key)
+        r = classify_many(a.MODEL, a.SCENES, a.OUTPUT_FOLDER, progress=progress, **kwargs)
+        return f"{len(r.outputs)} scene(s) classified into {a.OUTPUT_FOLDER}" + (f", mosaic {r.mosaic}" if r.mosaic else "")
     api.classify(a.MODEL, _inputs(a.INPUT_1, a.INPUT_2), a.OUTPUT, **kwargs)
     return f"classification written to {a.OUTPUT}"
 
@@ -192,8 +213,13 @@ def _run_classify(a: argparse.Namespace, progress: Any) -> str:
 def _run_distill(a: argparse.Namespace, progress: Any) -> str:
     from . import api
 
+    scenes = None
+    if a.SCENES:
+        from .data.scene_table import read_scene_table
+
+        scenes = read_scene_table(a.SCENES, n_inputs=2)
     r = api.distill(
-        a.TEACHER, a.INPUT_OPTICAL, a.INPUT_SAR, _labels(a), a.OUTPUT_MODEL, label_field=a.LABEL_FIELD,
+        a.TEACHER, a.INPUT_OPTICAL, a.INPUT_SAR, _labels(a), a.OUTPUT_MODEL, label_field=a.LABEL_FIELD, scenes=scenes,
         epochs=a.EPOCHS, batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, temperature=a.TEMPERATURE,
         feature_weight=a.FEATURE_WEIGHT, kd_weight=a.KD_WEIGHT, device=a.DEVICE or "auto",
         output_report=a.OUTPUT_REPORT, compare_sar_only=not a.NO_COMPARE, seed=a.SEED or 0, progress=progress,

@@ -4,7 +4,8 @@ A network's ``head_kind`` (its ModelSpec, and the model card written from it) is
 in, a logit map out) or ``patch`` (centred patches in, one logit vector per pixel out). Training,
 validation and classification ask the :class:`HeadKind` object instead of branching on the name:
 
-- the training sampler (``core.data.samplers``: :class:`DenseTileSampler` / :class:`PatchSampler`)
+- the training sampler (``core.data.samplers``: :class:`DenseTileSampler` / :class:`PatchSampler`;
+  their streamed forms in ``core.data.windows`` for scenes read window by window)
   and the guard band the block split leaves around validation blocks (a patch reaches past its pixel);
 - the validation (``core.assessment.validation``: :class:`DenseValidation` / :class:`PatchValidation`)
   and the selection metric of the best epoch (mIoU / overall accuracy);
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .assessment.validation import DenseValidation, PatchValidation
+from .data import windows
 from .data.samplers import DenseTileSampler, PatchSampler, PreparedScene
 from .errors import ModelFileError
 
@@ -63,6 +65,11 @@ class HeadKind:
         """The validation of the run (``__len__``, ``confusion(...)``)."""
         raise NotImplementedError
 
+    def streamed(self, data: Any, modalities: Sequence[Any], *, tile: int, batch_size: int, seed: int,
+                 scale_range: tuple[float, float] | None = None, world_size: int = 1) -> tuple[Any, Any]:
+        """(training sampler, validation) over scenes read window by window (``core.data.windows``)."""
+        raise NotImplementedError
+
     def card_tile(self, training_tile: int, recipe_tile: int) -> int:
         """The tile the model card records for classification."""
         raise NotImplementedError
@@ -76,11 +83,20 @@ class HeadKind:
         return getattr(_inference_module(), self.inference_entry)
 
 
+def _dense_epoch(n_train: int, tile: int, batch_size: int) -> int:
+    """About four draws per tile-sized area of labelled training pixels, at least one batch."""
+    return max(batch_size, 4 * int(math.ceil(n_train / float(tile * tile))))
+
+
 class _Dense(HeadKind):
     def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None):
-        # about four draws per tile-sized area of labelled training pixels, at least one batch
-        length = max(batch_size, 4 * int(math.ceil(n_train / float(tile * tile))))
-        return DenseTileSampler(scenes, tile, length, seed, scale_range=scale_range)
+        return DenseTileSampler(scenes, tile, _dense_epoch(n_train, tile, batch_size), seed, scale_range=scale_range)
+
+    def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
+        # rounded up to a multiple of the world size: DDP ranks share the epoch without repeats
+        length = -(-_dense_epoch(data.n_train, tile, batch_size) // world_size) * world_size
+        return (windows.StreamedTileSampler(data.scenes, tile, length, seed, scale_range=scale_range),
+                windows.StreamedDenseValidation(data.scenes, tile))
 
     def validation(self, scenes, modalities, *, tile, seed):
         return DenseValidation(scenes, tile)
@@ -101,6 +117,10 @@ class _Patch(HeadKind):
 
     def validation(self, scenes, modalities, *, tile, seed):
         return PatchValidation(scenes, *_geometry(modalities), seed)
+
+    def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
+        return (windows.StreamedPatchSampler(data.scenes, *_geometry(modalities), seed, which="train"),
+                windows.StreamedPatchValidation(data.scenes, *_geometry(modalities), seed))
 
     def card_tile(self, training_tile, recipe_tile):
         return int(recipe_tile)

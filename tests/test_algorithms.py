@@ -343,3 +343,38 @@ def test_graphical_modeler_chain_train_classify_evaluate(provider, tmp_path: Pat
     assert len(rows) >= 3  # header + one row per class present
     counts = [int(v) for r in rows[1:] for v in r[1:] if v.strip().lstrip("-").isdigit()]
     assert sum(counts) > 0
+
+
+def test_train_from_a_scene_table(provider, tmp_path: Path, copies: dict) -> None:
+    """mmlc:train with SCENES (two scenes, one of them in another CRS) and no single-scene inputs:
+    one model; SCENES together with INPUT_1 is refused before any training."""
+    from mmlc.core.modelfiles.modelfile import load_model_file
+    from qgis import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingException
+
+    ben = copies["bigearthnet"]
+    pairs = ["S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48", "S1A_IW_GRDH_1SDV_20180204T043253_35VPK_57_38"]
+    table = tmp_path / "scenes.csv"
+    table.write_text("name,input_1,labels\n" + "".join(
+        f"s{i},{ben / f'{p}__s1_vv_vh_db.tif'},{ben / f'{p}__weak_label_s2rules.tif'}\n" for i, p in enumerate(pairs)))
+    alg = QgsApplication.processingRegistry().algorithmById("mmlc:train")
+    both = {"ARCHITECTURE": "hfdnet", "SCENES": str(table), "INPUT_1": str(ben / f"{pairs[0]}__s1_vv_vh_db.tif"),
+            "OUTPUT_MODEL": str(tmp_path / "x.mmlc")}
+    ok, msg = alg.checkParameterValues(both, QgsProcessingContext())
+    assert not ok and "not both" in msg
+    ok, msg = alg.checkParameterValues({"ARCHITECTURE": "hfdnet", "OUTPUT_MODEL": str(tmp_path / "x.mmlc")},
+                                       QgsProcessingContext())
+    assert not ok and "SCENES" in msg
+    out = tmp_path / "table.mmlc"
+    res = processing.run("mmlc:train", {"ARCHITECTURE": "hfdnet", "VARIANT": "resnet18", "SCENES": str(table),
+                                        "EPOCHS": 1, "TILE_SIZE": 32, "DEVICE": "cpu", "OUTPUT_MODEL": str(out),
+                                        "OUTPUT_REPORT": ""})
+    assert res["OUTPUT_MODEL"] == str(out)
+    card, _ = load_model_file(out)
+    assert len(card.provenance["inputs"]) == 4 and card.modalities[0].bands == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text(table.read_text() + f"s2,{ben / f'{pairs[0]}__s2_10band_10m.tif'},"
+                   f"{ben / f'{pairs[0]}__weak_label_s2rules.tif'}\n")
+    with pytest.raises(QgsProcessingException, match=r"row 3 \(s2\)"):
+        processing.run("mmlc:train", {"ARCHITECTURE": "hfdnet", "SCENES": str(bad), "EPOCHS": 1, "DEVICE": "cpu",
+                                      "OUTPUT_MODEL": str(tmp_path / "bad.mmlc")})

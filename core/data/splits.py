@@ -50,24 +50,36 @@ def block_split(
     nby, nbx = math.ceil(h / block), math.ceil(w / block)
     padded = np.zeros((nby * block, nbx * block), bool)
     padded[:h, :w] = labelled
-    counts = padded.reshape(nby, block, nbx, block).sum(axis=(1, 3)).ravel()
-    candidates = np.flatnonzero(counts > 0)
-    rng = np.random.default_rng([seed, h, w, 7919])
-    order = rng.permutation(candidates)
-    total = counts.sum()
-    chosen: list[int] = []
-    acc = 0
-    for b in order[: max(0, len(order) - 1)]:
-        if acc >= fraction * total:
-            break
-        chosen.append(int(b))
-        acc += counts[b]
-    val_blocks = np.zeros(nby * nbx, bool)
-    val_blocks[chosen] = True
-    val_region = np.kron(val_blocks.reshape(nby, nbx), np.ones((block, block), bool))[:h, :w]
+    counts = padded.reshape(nby, block, nbx, block).sum(axis=(1, 3))
+    val_blocks = validation_blocks(counts, fraction, seed, (h, w))
+    val_region = np.kron(val_blocks, np.ones((block, block), bool))[:h, :w]
     val = labelled & val_region
     train_region = ~val_region
     if guard > 0 and val_region.any():
         near = ndimage.binary_dilation(val_region, structure=np.ones((3, 3), bool), iterations=guard)
         train_region &= ~near
     return Split(labelled & train_region, val, block)
+
+
+def validation_blocks(counts: np.ndarray, fraction: float, seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """The (nby, nbx) bool map of validation blocks from the labelled pixels per block.
+
+    The choice depends only on the block counts, the seed and the scene's shape, so a reader that
+    counts labelled pixels strip by strip (``core.data.windows``) picks the same blocks as
+    :func:`block_split` on the whole mask.
+    """
+    counts = np.asarray(counts)
+    flat = counts.ravel()
+    val = np.zeros(flat.size, bool)
+    if fraction <= 0 or flat.sum() == 0:
+        return val.reshape(counts.shape)
+    h, w = shape
+    order = np.random.default_rng([seed, h, w, 7919]).permutation(np.flatnonzero(flat > 0))
+    total = flat.sum()
+    acc = 0
+    for b in order[: max(0, len(order) - 1)]:
+        if acc >= fraction * total:
+            break
+        val[int(b)] = True
+        acc += flat[b]
+    return val.reshape(counts.shape)

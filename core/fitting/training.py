@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..classes import ClassInfo, read_class_table
+from ..data import windows
 from ..data.datasets import Scene
 from ..data.prepare import PreparedData, check_tile_option, record_profile, resolve_classes, run_tile
 from ..errors import InputError
@@ -30,7 +31,7 @@ from ..modelfiles.modelfile import ModelCard
 from ..progress import NullProgress, Progress
 from .loop import LoopConfig
 from .network import build_network, fine_tune_cards, init_weights, resolve_variant
-from .run import TrainingRun, fingerprint
+from .run import RunData, TrainingRun, fingerprint
 
 __all__ = ["Scene", "TrainResult", "train"]
 
@@ -119,6 +120,7 @@ def train(
     precision: str = "auto",
     resume: bool = True,
     baseline: bool = True,
+    stream: bool | None = None,
 ) -> TrainResult:
     """Train ``architecture`` on one scene (``inputs`` + ``labels``) or several (``scenes``).
 
@@ -127,7 +129,9 @@ def train(
     ``to_db`` per input (None = detect linear SAR, a design choice), ``scale_range`` (joint random
     rescale of dense tiles, ASANet uses (0.5, 2.0); off by default for small data), ``precision``
     (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``),
-    ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline).
+    ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline),
+    ``stream`` (read training windows from disk instead of whole scenes, core.data.windows; None =
+    when a scene is larger than ``windows.STREAM_PIXELS``; the forest baseline is skipped then).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
     output paths on error.
     """
@@ -159,19 +163,35 @@ def train(
     with TrainingRun("train", output_model, output_report, run_inputs, device, progress) as run:
         table = read_class_table(classes) if classes else None
         ratios = [m.grid_ratio for m in spec.modalities]
-        datas = run.read_scenes(scenes, ratios)
-        run_classes = resolve_classes(datas, table)
-        if len(run_classes) < 2:
-            raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
-        tile = run_tile(tile_size, rec.tile_size, datas)
         given = fine_tune_cards(init_model, arch, n_mod)  # fine-tuning keeps the original normalisation
-        prepared = run.prepare(datas, head, spec.modalities, names=[m.name for m in spec.modalities], ratios=ratios,
-                               classes=run_classes, tile=tile, validation_fraction=validation_fraction, seed=seed,
-                               batch_size=batch_size, to_db=to_db, given_cards=given, scale_range=scale_range)
-        data = prepared.data
+        names = [m.name for m in spec.modalities]
+        streamed = windows.should_stream(scenes, stream)
+        if streamed:  # windows read on demand, never a whole scene (core.data.windows)
+            datas: Any = windows.open_scenes(scenes, ratios)
+            tile = run_tile(tile_size, rec.tile_size, datas)
+            data: Any = windows.prepare_streamed(datas, names, ratios, table=table,
+                                                 validation_fraction=validation_fraction, seed=seed, tile=tile,
+                                                 guard=head.split_guard(spec.modalities), to_db=to_db,
+                                                 given_cards=given, progress=progress)
+            run_classes = data.classes
+            progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
+                          f"{len(run_classes)} classes (read window by window)")
+            prepared = RunData(data, tile, *head.streamed(data, spec.modalities, tile=tile, batch_size=batch_size,
+                                                          seed=seed, scale_range=scale_range,
+                                                          world_size=run.ctx.world_size))
+        else:
+            datas = run.read_scenes(scenes, ratios)
+            run_classes = resolve_classes(datas, table)
+            if len(run_classes) < 2:
+                raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
+            tile = run_tile(tile_size, rec.tile_size, datas)
+            prepared = run.prepare(datas, head, spec.modalities, names=names, ratios=ratios, classes=run_classes,
+                                   tile=tile, validation_fraction=validation_fraction, seed=seed,
+                                   batch_size=batch_size, to_db=to_db, given_cards=given, scale_range=scale_range)
+            data = prepared.data
         for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
-            if given is None:  # fine-tuning keeps the original card, data type and range included
+            if given is None and not streamed:  # fine-tuning keeps the original card, data type and range included
                 record_profile(mc, scenes[0].inputs[i], [d.arrays[i] for d in datas])
         torch.manual_seed(seed)
         net, kwargs = build_network(spec, variant, data.band_counts, len(run_classes), build_kwargs)
@@ -184,6 +204,7 @@ def train(
             "arch": arch, "kwargs": kwargs, "cfg": cfg.__dict__, "tile": tile, "fraction": validation_fraction,
             "inputs": data.fingerprints, "classes": [c.to_dict() for c in run_classes],
             "world": run.ctx.world_size, "init": init_model, "scale_range": scale_range,
+            **({"streamed": True} if streamed else {}),
         })
         fit = run.loop(net, prepared, cfg, run_classes, run_fingerprint=run_fp, resume=resume)
         provenance = run.provenance(
@@ -199,7 +220,8 @@ def train(
         )
         report_extra = {"architecture": arch, "scenes": [s.name for s in scenes],
                         "resumed_from_epoch": fit.outcome.start_epoch}
-        forest = (lambda: _forest_baseline(data, run_classes, seed, fit.metrics, progress)) if baseline else None
+        forest = (lambda: _forest_baseline(data, run_classes, seed, fit.metrics, progress)) \
+            if baseline and not streamed else None
         written = run.finish(card, fit, report_extra, baseline=forest, drop_resume=resume)
         out = fit.outcome
         return TrainResult(str(run.out), written, card, out.history, out.best_epoch, fit.value, cfg.metric,

@@ -1,14 +1,14 @@
 """The spec of *classify*: a land-cover map from one or two rasters with a model file or built-in model."""
 from __future__ import annotations
 
-from .shared import PROCESSING_ONLY, device_param
+from .shared import CLI_ONLY, PROCESSING_ONLY, device_param
 from .spec import CLASS_RASTER, RASTER, TABLE, VECTOR, Operation, Param
 
 CLASSIFY = Operation(
     id="classify",
     name="Classify land cover",
     cli_summary="classify rasters with a model",
-    cli_required=("MODEL", "INPUT_1", "OUTPUT"),
+    cli_required=("MODEL", "INPUT_1|SCENES", "OUTPUT|OUTPUT_FOLDER"),
     params=(
         Param("MODEL", "file", "Model (built-in or .mmlc file)", default="asanet-demo", widget="model_chooser",
               file_filter="mmlc model files (*.mmlc);;Built-in model name or any file (*)",
@@ -84,5 +84,13 @@ CLASSIFY = Operation(
                    "log.",
               doc="optional CSV of the class areas: `value`, `name`, `color`, `pixels`, `hectares`, "
                   "`share_percent`", doc_default="none"),
+        Param("SCENES", "string", "Scenes", surfaces=CLI_ONLY,
+              cli_help="classify many rasters instead: a scene table (input_1, input_2, name per row) or a glob "
+                       "of input-1 rasters; one output per scene in OUTPUT_FOLDER plus a VRT mosaic",
+              doc="many rasters instead of `INPUT_1`/`INPUT_2`: a scene table (`input_1`, `input_2`, `name` per "
+                  "row) or a glob of input-1 rasters (in the dialog: Processing's batch mode)", doc_default="none"),
+        Param("OUTPUT_FOLDER", "string", "Output folder", surfaces=CLI_ONLY,
+              cli_help="folder of the per-scene outputs and mosaic.vrt (with SCENES)",
+              doc="with `SCENES`: the folder of the per-scene class rasters and `mosaic.vrt`", doc_default="none"),
     ),
 )

@@ -1,7 +1,7 @@
 """The spec of *distill*: a SAR-only HFD-Net student distilled from an optical teacher (paired images)."""
 from __future__ import annotations
 
-from .shared import CLI_ONLY, budget_params, device_param, label_params, model_outputs, seed_param
+from .shared import CLI_ONLY, budget_params, device_param, label_params, model_outputs, scenes_param, seed_param
 from .spec import Operation, Param
 
 _DISTILLER_DEFAULT = ("left out on the command line, the distiller's own default applies "
@@ -11,18 +11,18 @@ DISTILL = Operation(
     id="distill",
     name="Distill a SAR model from an optical teacher",
     cli_summary="distil a SAR student from an optical teacher",
-    cli_required=("TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS|LABELS_VECTOR", "OUTPUT_MODEL"),
+    cli_required=("TEACHER", "INPUT_OPTICAL|SCENES", "INPUT_SAR|SCENES", "LABELS|LABELS_VECTOR|SCENES", "OUTPUT_MODEL"),
     params=(
         Param("TEACHER", "file", "Teacher model (hfdnet trained on optical)", file_filter="mmlc model files (*.mmlc)",
               help="An hfdnet .mmlc file from Train on optical images; it stays frozen.",
               cli_help="teacher model file or built-in model name (hfdnet trained on optical)",
               doc="hfdnet model file trained on the optical input, or a built-in model name (as classify's `MODEL`)",
               doc_default="—", core="teacher"),
-        Param("INPUT_OPTICAL", "raster", "Optical image (teacher input)",
+        Param("INPUT_OPTICAL", "raster", "Optical image (teacher input)", optional=True,
               help="The optical raster the teacher was trained on (same bands, same order).",
               cli_help="optical raster (teacher input)", doc="the optical image of the co-registered pair",
               doc_default="—", core="input_optical"),
-        Param("INPUT_SAR", "raster", "SAR image (student input)",
+        Param("INPUT_SAR", "raster", "SAR image (student input)", optional=True,
               help="The co-registered SAR raster (dB); the distilled model needs only this one.",
               cli_help="SAR raster (student input)", doc="the SAR image of the pair (dB)", doc_default="—",
               core="input_sar"),
@@ -55,5 +55,6 @@ DISTILL = Operation(
         Param("NO_COMPARE", "bool", "Skip the SAR-only comparison",
               cli_help="skip training the SAR-only comparison student", surfaces=CLI_ONLY,
               doc="skip training the SAR-only comparison student", doc_default="off"),
+        scenes_param("input_optical, input_sar"),
     ),
 )

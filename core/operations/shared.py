@@ -93,3 +93,18 @@ def seed_param() -> Param:
     return Param("SEED", "int", "Random seed", cli_help="random seed (default 0)", surfaces=CLI_ONLY,
                  doc="random seed of the split, sampling and initialisation", doc_default="0",
                  core="seed")
+
+
+def scenes_param(columns: str, doc_extra: str = "") -> Param:
+    """SCENES of train and distill: a scene table (``core.data.scene_table``) instead of one scene."""
+    return Param("SCENES", "file", "Scene table (many scenes instead of the inputs above)", optional=True,
+                 file_filter="Scene tables (*.csv *.gpkg)",
+                 help=f"A CSV or GeoPackage table, one row per scene: {columns}, labels (class raster or vector "
+                      "layer), label_field (for vector labels) and an optional name; paths relative to the table. "
+                      "Scenes may differ in CRS and size, not in bands. Leave the single-scene inputs and labels "
+                      "empty when you use it.",
+                 cli_help=f"many scenes instead: a scene table (CSV/GeoPackage: {columns}, labels, label_field, "
+                          "name per row)",
+                 doc=f"a scene table (CSV or GeoPackage: {columns}, `labels`, `label_field`, `name` per row; paths "
+                     f"relative to the table) instead of the single-scene inputs and labels{doc_extra}",
+                 doc_default="none")

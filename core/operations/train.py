@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...models.registry import list_architectures, list_variants
-from .shared import CLI_ONLY, budget_params, device_param, label_params, model_outputs, seed_param
+from .shared import CLI_ONLY, budget_params, device_param, label_params, model_outputs, scenes_param, seed_param
 from .spec import Operation, Param
 
 ARCHITECTURES: tuple[str, ...] = list_architectures()
@@ -30,7 +30,7 @@ TRAIN = Operation(
               doc="ASANet backbone `convnextv2_atto` … `convnextv2_base` (or the short names `atto` … `base`); "
                   "DAS2F `nanjing`/`xian`; HFD-Net encoder `resnet18/34/50`. The dialog offers only the chosen "
                   "architecture's", doc_default="network default", core="variant"),
-        Param("INPUT_1", "raster", "Input 1 (optical / MS / first modality)",
+        Param("INPUT_1", "raster", "Input 1 (optical / MS / first modality)", optional=True,
               help="ASANet optical, DAS2F multispectral, PRSANet first modality, HFD-Net its only input. The band "
                    "order is recorded in the model file.",
               cli_help="first input raster",
@@ -95,5 +95,11 @@ TRAIN = Operation(
               surfaces=CLI_ONLY, doc="train from a benchmark folder instead of `INPUT_1`/`INPUT_2`/`LABELS`: "
               "`KIND:FOLDER` (see [benchmark datasets](benchmark-datasets.md))",
               doc_default="none"),
+        scenes_param("input_1, input_2 (for two-modality networks)",
+                     "; see *Many scenes* below"),
+        Param("STREAM", "bool", "Read training windows from disk",
+              cli_help="read training windows from disk (default: only for scenes above 4096x4096 pixels)",
+              surfaces=CLI_ONLY, doc="read training windows from disk instead of whole scenes",
+              doc_default="only for scenes above 4096 × 4096 pixels"),
     ),
 )

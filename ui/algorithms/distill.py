@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ...core.operations import DISTILL
 from .base import MmlcAlgorithm
-from .common_params import check_label_params, device_value, label_source, learning_rate, model_output_path
+from .common_params import device_value, label_source, learning_rate, model_output_path
+from .scene_param import check_scene_source, scene_table_value
 from .spec_params import add_spec_params
 
 
@@ -26,7 +27,9 @@ class DistillAlgorithm(MmlcAlgorithm):
         add_spec_params(self, DISTILL)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
-        ok, msg, checked = check_label_params(parameters, context)
+        ok, msg, checked = check_scene_source(parameters, context, ("INPUT_OPTICAL", "INPUT_SAR"))
+        if ok and not parameters.get("SCENES") and not parameters.get("INPUT_SAR"):
+            return False, "choose the SAR image (INPUT_SAR), or a scene table (SCENES)"
         if not ok:
             return ok, msg
         return super().checkParameterValues(checked, context)
@@ -34,7 +37,8 @@ class DistillAlgorithm(MmlcAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
 
-        labels, field = label_source(self, parameters, context)
+        scenes = scene_table_value(self, parameters, context, n_inputs=2)
+        labels, field = label_source(self, parameters, context) if scenes is None else (None, None)
         output = model_output_path(self, parameters, context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
@@ -45,7 +49,7 @@ class DistillAlgorithm(MmlcAlgorithm):
             input_optical=self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_OPTICAL", context),
                                            "Optical image"),
             input_sar=self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_SAR", context), "SAR image"),
-            labels=labels, label_field=field, output_model=output, output_report=report,
+            labels=labels, label_field=field, scenes=scenes, output_model=output, output_report=report,
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=batch or None, learning_rate=lr or None,
             temperature=self.parameterAsDouble(parameters, "TEMPERATURE", context),

@@ -4,7 +4,8 @@ from __future__ import annotations
 from ...core.operations import TRAIN
 from ...core.operations.train import ARCHITECTURES, VARIANTS
 from .base import MmlcAlgorithm
-from .common_params import check_label_params, device_value, label_source, learning_rate, model_output_path
+from .common_params import device_value, label_source, learning_rate, model_output_path
+from .scene_param import check_scene_source, scene_table_value
 from .spec_params import add_spec_params
 
 __all__ = ["ARCHITECTURES", "VARIANTS", "TrainAlgorithm"]  # the name table (models/registry.py), read here
@@ -30,9 +31,10 @@ class TrainAlgorithm(MmlcAlgorithm):
         add_spec_params(self, TRAIN)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
-        """Labels: exactly one of a class raster and polygons/points (with a field); a variant must
-        belong to the chosen architecture (both reported before any training)."""
-        ok, msg, checked = check_label_params(parameters, context)
+        """A scene table or one scene whose labels are exactly one of a class raster and
+        polygons/points (with a field); a variant must belong to the chosen architecture (all
+        reported before any training)."""
+        ok, msg, checked = check_scene_source(parameters, context, ("INPUT_1", "INPUT_2"))
         if not ok:
             return ok, msg
         ok, message = super().checkParameterValues(checked, context)
@@ -48,11 +50,12 @@ class TrainAlgorithm(MmlcAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ...core import api
 
+        scenes = scene_table_value(self, parameters, context)
         inputs = [self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_1", context), "Input 1")]
         second = self.raster_path(self.parameterAsRasterLayer(parameters, "INPUT_2", context), "Input 2")
         if second:
             inputs.append(second)
-        labels, field = label_source(self, parameters, context)
+        labels, field = label_source(self, parameters, context) if scenes is None else (None, None)
         output = model_output_path(self, parameters, context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
 
@@ -64,7 +67,7 @@ class TrainAlgorithm(MmlcAlgorithm):
             api.train, feedback,
             architecture=self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
             variant=self.parameterAsEnumString(parameters, "VARIANT", context) or None,
-            inputs=inputs, labels=labels, label_field=field,
+            inputs=inputs if scenes is None else None, labels=labels, label_field=field, scenes=scenes,
             classes=self.parameterAsFile(parameters, "CLASSES", context) or None,
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=int(num("BATCH_SIZE") or 0) or None,
