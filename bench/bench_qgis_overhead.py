@@ -8,10 +8,14 @@ the median of the per-pair ratios qgis_process / CLI, twice:
 * ``command``: wall time of the whole process (what a script calling either one waits for;
   includes QGIS's own start-up, ~2.5 s of CPU more than Python + torch here);
 * ``algorithm``: wall time inside the core call (``mmlc.core.api.classify``/``train``), taken by a
-  ``sitecustomize`` that this script puts on both processes' PYTHONPATH (nothing in mmlc itself).
+  ``sitecustomize`` that this script puts on both processes' PYTHONPATH (nothing in mmlc itself);
+* ``cpu``: CPU seconds of the whole process (all threads) inside that call: less sensitive than
+  wall time to the other jobs sharing the cores, so the steadier figure on a loaded machine.
 
 ``--before`` adds a third variant, qgis_process with ``MMLC_KEEP_TORCH_BLAS_BINDING=1`` (torch's
 BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/runtime/torch_blas.py``).
+Both runs of a pair get the same extent (the CLI's ``EXTENT`` is xmin,ymin,xmax,ymax, Processing's
+xmin,xmax,ymin,ymax [CRS]; checked: the core call receives the same tuple from both).
 Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
 [--only prsanet] [--before]``; on a 2-core machine one run takes 15-40 minutes.
 """
@@ -41,11 +45,11 @@ def _wrap(name):
     import mmlc.core.api as api
     fn = getattr(api, name)
     def timed(*a, **k):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return fn(*a, **k)
         finally:
-            sys.stderr.write(f"[mmlc-bench] {name} %.3f\\n" % (time.perf_counter() - t))
+            sys.stderr.write(f"[mmlc-bench] {name} %.3f cpu %.3f\\n" % (time.perf_counter() - t, time.process_time() - c))
             sys.stderr.flush()
     setattr(api, name, timed)
 try:
@@ -114,15 +118,15 @@ def qgis_command(case: Case, out: Path) -> list[str]:
     return cmd + [f"{'OUTPUT' if case.op == 'classify' else 'OUTPUT_MODEL'}={out}"]
 
 
-def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(whole-command wall s, in-algorithm wall s) of one run; raises with the output on failure."""
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """(whole-command wall s, in-algorithm wall s, in-algorithm CPU s) of one run; raises with the output on failure."""
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - t
-    found = re.findall(r"\[mmlc-bench\] (?:classify|train) ([\d.]+)", p.stderr + p.stdout)
+    found = re.findall(r"\[mmlc-bench\] (?:classify|train) ([\d.]+) cpu ([\d.]+)", p.stderr + p.stdout)
     if p.returncode != 0 or not found:
         raise RuntimeError(f"{' '.join(cmd[:4])}... failed ({p.returncode}):\n{(p.stdout + p.stderr)[-2000:]}")
-    return wall, float(found[-1])
+    return wall, float(found[-1][0]), float(found[-1][1])
 
 
 def median(v: list[float]) -> float:
@@ -135,7 +139,7 @@ def compare(case: Case, variants: dict[str, tuple[list[str], dict]], repeat: int
     """Alternate the variants ``repeat`` times (order reversed every other round) and print the
     median per-round ratios of each qgis_process variant to the CLI."""
     names = list(variants)
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in names}
     for r in range(repeat):
         for k in (names if r % 2 == 0 else names[::-1]):
             cmd, env = variants[k]
@@ -144,10 +148,13 @@ def compare(case: Case, variants: dict[str, tuple[list[str], dict]], repeat: int
     for k in names[1:]:
         cmd_r = [q[0] / c[0] for q, c in zip(times[k], cli)]
         alg_r = [q[1] / c[1] for q, c in zip(times[k], cli)]
+        cpu_r = [q[2] / c[2] for q, c in zip(times[k], cli)]
         print(f"{case.name}: {k} / cli  command {median(cmd_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in cmd_r)}; "
               f"median {median([t[0] for t in times[k]]):.1f} s vs {median([t[0] for t in cli]):.1f} s)  "
               f"algorithm {median(alg_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in alg_r)}; "
-              f"median {median([t[1] for t in times[k]]):.1f} s vs {median([t[1] for t in cli]):.1f} s)", flush=True)
+              f"median {median([t[1] for t in times[k]]):.1f} s vs {median([t[1] for t in cli]):.1f} s)  "
+              f"cpu {median(cpu_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in cpu_r)}; "
+              f"median {median([t[2] for t in times[k]]):.1f} s vs {median([t[2] for t in cli]):.1f} s)", flush=True)
 
 
 def main() -> int:
@@ -198,11 +205,10 @@ def main() -> int:
             cases.append(Case(f"classify {model}, {note}", "classify", params, ext, crs))
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
               f"{args.repeat} rounds per case", flush=True)
-        # the NC model the classify case needs (not timed)
-        run_once(cli_command(train, nc_model), cenv)
+        cases = [c for c in cases if not args.only or args.only in c.name]
+        if any(c.params.get("MODEL") == str(nc_model) for c in cases):
+            run_once(cli_command(train, nc_model), cenv)  # the NC model that case needs (not timed)
         for case in cases:
-            if args.only and args.only not in case.name:
-                continue
             suffix = ".tif" if case.op == "classify" else ".mmlc"
             variants = {"cli": (cli_command(case, tmp / f"cli{suffix}"), cenv),
                         "qgis_process": (qgis_command(case, tmp / f"qgis{suffix}"), qenv)}

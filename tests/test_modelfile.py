@@ -140,11 +140,19 @@ def test_failed_save_leaves_previous_file_and_no_temp(saved):
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
-def test_built_on_meta_then_assigned_equals_a_plainly_built_network() -> None:
-    """build_from_file skips the random initialisation (meta device + assign): same network."""
+@pytest.mark.parametrize("dynamo_loaded", [True, False], ids=["meta device", "fresh process: cpu"])
+def test_built_on_meta_then_assigned_equals_a_plainly_built_network(dynamo_loaded: bool, monkeypatch) -> None:
+    """build_from_file, on the meta device (torch._dynamo loaded) or on the CPU (fresh process): same network."""
+    import importlib
+    import sys
+
     from mmlc.core.modelfiles.builtin import resolve_model
     from mmlc.models import build_model
 
+    if dynamo_loaded:
+        importlib.import_module("torch._dynamo")
+    else:
+        monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)
     path = resolve_model("hfdnet-demo")
     card, net = build_from_file(path, torch.device("cpu"))
     _, tensors = load_model_file(path)
@@ -155,3 +163,20 @@ def test_built_on_meta_then_assigned_equals_a_plainly_built_network() -> None:
     x = torch.randn(1, 2, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(net(x), plain(x))
+
+
+def test_loading_a_model_in_a_fresh_process_does_not_import_dynamo(repo_root: Path) -> None:
+    """Building on the meta device imported torch._dynamo and sympy (3-6 s here, more under QGIS's
+    import hook) for every classify from qgis_process or the CLI: a fresh process builds on the CPU."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmlc.core.modelfiles.builtin import resolve_model; "
+            "from mmlc.core.modelfiles.modelfile import build_from_file; "
+            "card, net = build_from_file(resolve_model('das2f-demo')); "
+            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules), "
+            "sum(p.numel() for p in net.parameters()) > 0, {p.device.type for p in net.parameters()})")
+    env = dict(__import__("os").environ, PYTHONPATH=str(repo_root / "build" / "pkg"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)  # nosec B603
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[] True {'cpu'}"

@@ -7,6 +7,7 @@ so corruption and truncation are refused with a clear message). ``build_model(ca
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -198,17 +199,24 @@ def load_model_file(path: str | Path, weights: bool = True) -> tuple[ModelCard, 
 def build_from_file(path: str | Path, device: Any = "cpu"):
     """Return ``(card, model)`` with the model built, weights loaded, in eval mode on ``device``.
 
-    The network is built on torch's ``meta`` device (shapes only) and the file's tensors are
-    assigned to it: the random initialisation the constructors would run, only to be overwritten,
-    took 70 % of the 0.35 s asanet-demo took to load (docs/benchmarks.md).
+    Where ``torch._dynamo`` is already loaded the network is built on torch's ``meta`` device
+    (shapes only) and the file's tensors are assigned to it: the random initialisation the
+    constructors would run, only to be overwritten, took 70 % of the 0.35 s asanet-demo took to
+    load (docs/benchmarks.md). In a fresh process it is built on the CPU instead: the meta
+    device runs the constructors' initialisers through Python references that import
+    ``torch._dynamo`` and sympy first, 3-6 s on this machine (more under QGIS's import hook),
+    which is more than the initialisation it saves (asanet-demo 1.8-3.9 s, the others < 0.3 s).
     """
+    import sys
+
     import torch
 
     from ...models import build_model
 
     card, tensors = load_model_file(path)
+    on_meta = "torch._dynamo" in sys.modules
     try:
-        with torch.device("meta"):
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
             model = build_model(card.architecture, **card.build_kwargs)
         model.load_state_dict(tensors, strict=True, assign=True)
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
