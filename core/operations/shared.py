@@ -97,7 +97,7 @@ def seed_param() -> Param:
 
 def scenes_param(columns: str, doc_extra: str = "") -> Param:
     """SCENES of train and distill: a scene table (``core.data.scene_table``) instead of one scene."""
-    return Param("SCENES", "file", "Scene table (many scenes instead of the inputs above)", optional=True,
+    return Param("SCENES", "file", "Scene table (instead of the inputs above)", optional=True,
                  file_filter="Scene tables (*.csv *.gpkg)",
                  help=f"A CSV or GeoPackage table, one row per scene: {columns}, labels (class raster or vector "
                       "layer), label_field (for vector labels) and an optional name; paths relative to the table. "

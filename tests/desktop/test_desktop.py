@@ -25,6 +25,13 @@ def test_qgis_survives_every_dialog(desktop) -> None:
     assert set(desktop.results["algorithms"]) == {"mmlc:classify", "mmlc:train", "mmlc:distill", "mmlc:evaluate"}
 
 
+def test_no_dialog_scrolls_sideways_at_its_default_size(desktop) -> None:
+    """Every algorithm dialog fits its parameters in its default width (a long label, e.g. a new
+    parameter's, pushes a sideways scroll bar in)."""
+    scrolls = {n: c.get("default_size") for n, c in desktop.results["cases"].items() if c.get("horizontal_scroll")}
+    assert not scrolls, f"dialogs scrolling sideways at their default size: {scrolls}"
+
+
 @pytest.mark.parametrize("name", RUN_CASES)
 def test_dialog_runs_from_its_run_button(desktop, name: str) -> None:
     case = _case(desktop, name)

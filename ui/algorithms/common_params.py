@@ -71,7 +71,12 @@ def widget_class(name: str) -> str:
 
 
 def _given(value) -> bool:
-    return value is not None and value != "" and not (isinstance(value, (list, tuple)) and not value)
+    """Whether a parameter value was given: not None, "", an empty list, nor the NULL QVariant a
+    dialog passes for an empty optional widget (``qgis.core.NULL``)."""
+    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+        return False
+    is_null = getattr(value, "isNull", None)
+    return not (callable(is_null) and is_null())
 
 
 def vector_in_raster_slot(parameters: dict, context, layer_id: str) -> bool:
