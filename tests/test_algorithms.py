@@ -378,3 +378,18 @@ def test_train_from_a_scene_table(provider, tmp_path: Path, copies: dict) -> Non
     with pytest.raises(QgsProcessingException, match=r"row 3 \(s2\)"):
         processing.run("mmlc:train", {"ARCHITECTURE": "hfdnet", "SCENES": str(bad), "EPOCHS": 1, "DEVICE": "cpu",
                                       "OUTPUT_MODEL": str(tmp_path / "bad.mmlc")})
+
+
+def test_an_empty_optional_widget_is_not_a_given_scene_table(provider, copies: dict) -> None:
+    """A dialog passes NULL for an empty optional file widget: a single scene with SCENES = NULL is
+    accepted (the desktop refused it as 'not both' when NULL counted as given)."""
+    from mmlc.ui.algorithms.scene_param import check_scene_source
+    from qgis.core import NULL
+
+    nc = copies["nc_landsat"]
+    single = {"INPUT_1": str(nc / "landsat96_6band.tif"), "LABELS": str(nc / "landsat96_labelled_pixels.tif"),
+              "SCENES": NULL}
+    ok, msg, _ = check_scene_source(single, QgsProcessingContext(), ("INPUT_1", "INPUT_2"))
+    assert ok, msg
+    ok, msg, _ = check_scene_source({**single, "SCENES": "scenes.csv"}, QgsProcessingContext(), ("INPUT_1", "INPUT_2"))
+    assert not ok and "not both" in msg
