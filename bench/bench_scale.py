@@ -131,7 +131,7 @@ def measure_speed(scene: tuple[str, str, str], steps: int, net: str, variant: st
     at a time, alternating in-memory and streamed batches (same items); per path the time of
     reading the batch's windows and of the whole step (read + forward + backward + update)."""
     import torch
-    from mmlc.core.data import windows
+    from mmlc.core.data import streamed_prepare, streamed_samplers, windows
     from mmlc.core.data.datasets import Scene, load_scene
     from mmlc.core.data.prepare import prepare_data, resolve_classes
     from mmlc.core.data.samplers import DenseTileSampler, collate
@@ -144,11 +144,11 @@ def measure_speed(scene: tuple[str, str, str], steps: int, net: str, variant: st
     classes = resolve_classes(datas, None)
     mem = prepare_data(datas, ["optical", "sar"], [1, 1], classes=classes, validation_fraction=0.0, seed=0,
                        tile=128)
-    st = windows.prepare_streamed(windows.open_scenes([sc], [1, 1]), ["optical", "sar"], [1, 1], table=None,
+    st = streamed_prepare.prepare_streamed(windows.open_scenes([sc], [1, 1]), ["optical", "sar"], [1, 1], table=None,
                                   validation_fraction=0.0, seed=0, tile=128, given_cards=mem.modality_cards)
     n = 4 * (steps + 1)
     samplers = {"in-memory": DenseTileSampler(mem.scenes, 128, n, seed=0),
-                "streamed": windows.StreamedTileSampler(st.scenes, 128, n, seed=0)}
+                "streamed": streamed_samplers.StreamedTileSampler(st.scenes, 128, n, seed=0)}
     torch.manual_seed(0)
     model, _ = build_network(get_spec(net), variant, mem.band_counts, len(classes), None)
     model.train()

@@ -5,7 +5,7 @@ in, a logit map out) or ``patch`` (centred patches in, one logit vector per pixe
 validation and classification ask the :class:`HeadKind` object instead of branching on the name:
 
 - the training sampler (``core.data.samplers``: :class:`DenseTileSampler` / :class:`PatchSampler`;
-  their streamed forms in ``core.data.windows`` for scenes read window by window)
+  their streamed forms in ``core.data.streamed_samplers`` for scenes read window by window)
   and the guard band the block split leaves around validation blocks (a patch reaches past its pixel);
 - the validation (``core.assessment.validation``: :class:`DenseValidation` / :class:`PatchValidation`)
   and the selection metric of the best epoch (mIoU / overall accuracy);
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .assessment.validation import DenseValidation, PatchValidation
-from .data import windows
+from .data import streamed_samplers
 from .data.samplers import DenseTileSampler, PatchSampler, PreparedScene
 from .errors import ModelFileError
 
@@ -95,8 +95,8 @@ class _Dense(HeadKind):
     def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
         # rounded up to a multiple of the world size: DDP ranks share the epoch without repeats
         length = -(-_dense_epoch(data.n_train, tile, batch_size) // world_size) * world_size
-        return (windows.StreamedTileSampler(data.scenes, tile, length, seed, scale_range=scale_range),
-                windows.StreamedDenseValidation(data.scenes, tile))
+        return (streamed_samplers.StreamedTileSampler(data.scenes, tile, length, seed, scale_range=scale_range),
+                streamed_samplers.StreamedDenseValidation(data.scenes, tile))
 
     def validation(self, scenes, modalities, *, tile, seed):
         return DenseValidation(scenes, tile)
@@ -119,8 +119,8 @@ class _Patch(HeadKind):
         return PatchValidation(scenes, *_geometry(modalities), seed)
 
     def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
-        return (windows.StreamedPatchSampler(data.scenes, *_geometry(modalities), seed, which="train"),
-                windows.StreamedPatchValidation(data.scenes, *_geometry(modalities), seed))
+        return (streamed_samplers.StreamedPatchSampler(data.scenes, *_geometry(modalities), seed, which="train"),
+                streamed_samplers.StreamedPatchValidation(data.scenes, *_geometry(modalities), seed))
 
     def card_tile(self, training_tile, recipe_tile):
         return int(recipe_tile)

@@ -21,19 +21,19 @@ SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     import test_training  # registers t_dense
-    from mmlc.core.data import windows
+    from mmlc.core.data import streamed_samplers
     from mmlc.core.data.scene_table import read_scene_table
     from mmlc.core.engine.mosaic import classify_many
     from mmlc.core.fitting.training import train
 
     drawn = []
-    plain_item = windows.StreamedTileSampler.item
+    plain_item = streamed_samplers.StreamedTileSampler.item
 
     def recording_item(self, epoch, index):
         drawn.append((epoch, index))
         return plain_item(self, epoch, index)
 
-    windows.StreamedTileSampler.item = recording_item
+    streamed_samplers.StreamedTileSampler.item = recording_item
     out, table, info = sys.argv[1:4]
     rank = os.environ["RANK"]
     if sys.argv[4] == "train":

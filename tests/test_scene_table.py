@@ -121,7 +121,8 @@ def test_table_of_three_crs_trains_streamed_resumes_and_classifies_each_scene(bi
     hist = card.provenance["best_metrics"]
     assert 0.0 <= hist["miou"] <= 1.0
     # validation blocks come from every scene
-    from mmlc.core.data.windows import open_scenes, prepare_streamed
+    from mmlc.core.data.streamed_prepare import prepare_streamed
+    from mmlc.core.data.windows import open_scenes
 
     st = prepare_streamed(open_scenes(read_scene_table(str(table)), [1, 1]), ["optical", "sar"], [1, 1],
                           table=None, validation_fraction=0.2, seed=2, tile=32)

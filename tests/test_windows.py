@@ -10,15 +10,9 @@ from mmlc.core.assessment.validation import DenseValidation
 from mmlc.core.data.datasets import Scene, load_scene
 from mmlc.core.data.prepare import prepare_data, resolve_classes
 from mmlc.core.data.samplers import DenseTileSampler, PatchSampler
-from mmlc.core.data.windows import (
-    StreamedDenseValidation,
-    StreamedPatchSampler,
-    StreamedTileSampler,
-    WindowDataset,
-    open_scenes,
-    prepare_streamed,
-    sample_windows,
-)
+from mmlc.core.data.streamed_prepare import prepare_streamed, sample_windows
+from mmlc.core.data.streamed_samplers import StreamedDenseValidation, StreamedPatchSampler, StreamedTileSampler
+from mmlc.core.data.windows import WindowDataset, open_scenes
 from mmlc.core.errors import InputError
 
 

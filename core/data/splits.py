@@ -65,7 +65,7 @@ def validation_blocks(counts: np.ndarray, fraction: float, seed: int, shape: tup
     """The (nby, nbx) bool map of validation blocks from the labelled pixels per block.
 
     The choice depends only on the block counts, the seed and the scene's shape, so a reader that
-    counts labelled pixels strip by strip (``core.data.windows``) picks the same blocks as
+    counts labelled pixels strip by strip (``core.data.streamed_prepare``) picks the same blocks as
     :func:`block_split` on the whole mask.
     """
     counts = np.asarray(counts)

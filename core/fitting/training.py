@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..classes import ClassInfo, read_class_table
-from ..data import windows
+from ..data import streamed_prepare, windows
 from ..data.datasets import Scene
 from ..data.prepare import PreparedData, check_tile_option, record_profile, resolve_classes, run_tile
 from ..errors import InputError
@@ -169,7 +169,7 @@ def train(
         if streamed:  # windows read on demand, never a whole scene (core.data.windows)
             datas: Any = windows.open_scenes(scenes, ratios)
             tile = run_tile(tile_size, rec.tile_size, datas)
-            data: Any = windows.prepare_streamed(datas, names, ratios, table=table,
+            data: Any = streamed_prepare.prepare_streamed(datas, names, ratios, table=table,
                                                  validation_fraction=validation_fraction, seed=seed, tile=tile,
                                                  guard=head.split_guard(spec.modalities), to_db=to_db,
                                                  given_cards=given, progress=progress)
