@@ -62,6 +62,9 @@ class Recipe:
     epochs: int = 50
     batch_size: int = 8
     tile_size: int = 256
+    #: early stopping: epochs in a row without a better validation score before the run stops
+    #: (the best epoch is what is kept either way); None = every epoch runs
+    patience: int | None = None
 
 
 @dataclass(frozen=True)

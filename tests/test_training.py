@@ -378,3 +378,23 @@ def test_dataset_folder_readers(tmp_path, spacenet6):
     assert x[0].inputs[0].endswith("ms4.tif") and x[0].labels.endswith("train.npy")
     meta = json.loads((spacenet6 / "xidian_layout_tile1" / "labels_info.json").read_text())
     assert meta
+
+
+def test_recipe_patience_stops_early_and_zero_runs_every_epoch(landsat_stack, nc_landsat, tmp_path):
+    """A recipe's early-stopping patience applies when the caller gives none; PATIENCE 0 turns it off.
+    A learning rate of 1e-12 leaves the weights as they are, so the validation score never improves
+    after epoch 1: with patience 1 the run stops after epoch 2 of 5."""
+    import dataclasses
+
+    from mmlc.models.registry import get_spec
+
+    spec = get_spec("t_patch")
+    register(dataclasses.replace(spec, name="t_patch_patient", recipe=dataclasses.replace(spec.recipe, patience=1)))
+    common = dict(label_field="label", epochs=5, learning_rate=1e-12, max_steps_per_epoch=2, seed=0,
+                  output_report="", baseline=False)
+    labels = str(nc_landsat / "landsat96_points.shp")
+    stopped = train("t_patch_patient", [landsat_stack], labels, str(tmp_path / "a.mmlc"), **common)
+    assert stopped.epochs_run == 2 and stopped.best_epoch == 1
+    every = train("t_patch_patient", [landsat_stack], labels, str(tmp_path / "b.mmlc"), patience=0, **common)
+    assert every.epochs_run == 5
+    assert get_spec("prsanet").recipe.patience == 20

@@ -130,6 +130,7 @@ def train(
     rescale of dense tiles, ASANet uses (0.5, 2.0); off by default for small data), ``precision``
     (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``),
     ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline),
+    ``patience`` (early stopping; None = the recipe's, 0 = every epoch runs),
     ``stream`` (read training windows from disk instead of whole scenes, core.data.windows; None =
     when a scene is larger than ``windows.STREAM_PIXELS``; the forest baseline is skipped then).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
@@ -197,7 +198,8 @@ def train(
         net, kwargs = build_network(spec, variant, data.band_counts, len(run_classes), build_kwargs)
         init_info = init_weights(net, init_model, arch, progress) if init_model else {}
         cfg = LoopConfig.from_recipe(
-            rec, epochs=epochs, batch_size=batch_size, lr=lr, accumulate=accumulate, patience=patience,
+            rec, epochs=epochs, batch_size=batch_size, lr=lr, accumulate=accumulate,
+            patience=rec.patience if patience is None else (int(patience) or None),  # 0 = off
             max_steps_per_epoch=max_steps_per_epoch, seed=seed, metric=head.selection_metric, precision=precision,
         )
         run_fp = fingerprint({

@@ -80,9 +80,10 @@ TRAIN = Operation(
               surfaces=CLI_ONLY, doc="optimiser steps accumulate the gradients of this many batches",
               doc_default="1", core="accumulate"),
         Param("PATIENCE", "int", "Early stopping patience",
-              cli_help="early stopping after this many epochs without improvement", surfaces=CLI_ONLY,
-              doc="stop after this many epochs without a better validation score",
-              doc_default="none", core="patience"),
+              cli_help="early stopping after this many epochs without improvement (0 = off; default: the "
+                       "network's recipe)", surfaces=CLI_ONLY,
+              doc="stop after this many epochs without a better validation score (0 = every epoch runs)",
+              doc_default="the network's recipe (PRSANet 20, the others none)", core="patience"),
         Param("MAX_STEPS_PER_EPOCH", "int", "Steps per epoch at most", cli_help="cap on optimiser steps per epoch",
               surfaces=CLI_ONLY, doc="cap on optimiser steps per epoch", doc_default="none",
               core="max_steps_per_epoch"),
