@@ -223,6 +223,7 @@ def _run_distill(a: argparse.Namespace, progress: Any) -> str:
         epochs=a.EPOCHS, batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, temperature=a.TEMPERATURE,
         feature_weight=a.FEATURE_WEIGHT, kd_weight=a.KD_WEIGHT, device=a.DEVICE or "auto",
         output_report=a.OUTPUT_REPORT, compare_sar_only=not a.NO_COMPARE, seed=a.SEED or 0, progress=progress,
+        stream=True if a.STREAM else None,
     )
     return f"student written to {getattr(r, 'model_path', a.OUTPUT_MODEL)}"
 

@@ -74,3 +74,18 @@ def test_distill_refuses_wrong_teachers(teacher, pair, tmp_path):
     with pytest.raises(InputError, match="bands"):
         distill(str(teacher), pair["sar"], pair["sar"], pair["lab"], str(tmp_path / "s.mmlc"), epochs=1)
     assert not (tmp_path / "s.mmlc").exists()
+
+
+def test_distill_streams_windows_like_train(teacher, pair, tmp_path):
+    """stream=True: the scenes are opened and read window by window (core.data.windows), the
+    optical normalisation is the teacher's, the SAR card gets its statistics from sampled windows,
+    and the student is an ordinary SAR model of the teacher's classes."""
+    out = tmp_path / "streamed.mmlc"
+    res = distill(str(teacher), pair["opt"], pair["sar"], pair["lab"], str(out), epochs=1, batch_size=2,
+                  tile_size=32, max_steps_per_epoch=2, seed=0, device="cpu", compare_sar_only=False,
+                  output_report="", stream=True)
+    t_card, _ = load_model_file(teacher)
+    card, _ = load_model_file(out)
+    assert card.classes == t_card.classes and [m.bands for m in card.modalities] == [2]
+    assert len(card.modalities[0].mean) == 2 and all(s > 0 for s in card.modalities[0].std)
+    assert card.provenance["train_pixels"] > 0 and len(res.history) == 1

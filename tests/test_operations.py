@@ -28,7 +28,7 @@ FROZEN_PROCESSING = {
 }
 CLI_ONLY = {"classify": {"SCENES", "OUTPUT_FOLDER"},
             "train": {"SEED", "ACCUMULATE", "PATIENCE", "MAX_STEPS_PER_EPOCH", "LABELS_NOTE", "DATASET", "STREAM"},
-            "distill": {"SEED", "NO_COMPARE"}, "evaluate": set()}
+            "distill": {"SEED", "NO_COMPARE", "STREAM"}, "evaluate": set()}
 PROCESSING_ONLY = {"classify": {"OUTPUT_AREAS"}, "train": set(), "distill": set(), "evaluate": set()}
 #: Where the command line, left without the option, does not get the dialog's default (each with
 #: its reason in the spec's cli_default_note).

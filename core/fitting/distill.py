@@ -23,7 +23,8 @@ from typing import Any, Sequence
 
 from ..classes import ClassInfo
 from ..data.datasets import Scene, fingerprint
-from ..data.prepare import check_tile_option, record_profile, run_tile
+from ..data.prepare import check_tile_option, record_profile
+from ..engine.io import open_raster
 from ..errors import InputError
 from ..head_kinds import head_kind
 from ..modelfiles.builtin import resolve_model
@@ -92,11 +93,13 @@ def distill(
     tile_size: int | None = None,
     validation_fraction: float = 0.2,
     max_steps_per_epoch: int | None = None,
+    stream: bool | None = None,
 ) -> DistillResult:
     """Distil a SAR-only ``hfdnet`` from an optical ``hfdnet`` teacher (see the module docstring).
 
     ``scenes``: several ``Scene([optical, sar], labels)`` instead of the single scene given by
-    ``input_optical``/``input_sar``/``labels``. Raises InputError, ModelFileError, OutputError,
+    ``input_optical``/``input_sar``/``labels``. ``stream``: read training windows from disk instead
+    of whole scenes (None = when a scene is larger than ``windows.STREAM_PIXELS``; as in train). Raises InputError, ModelFileError, OutputError,
     Cancelled; nothing is written at the output paths on error.
     """
     import torch
@@ -130,19 +133,22 @@ def distill(
     run_inputs = {"TEACHER": str(teacher_path), "INPUT_OPTICAL": [s.inputs[0] for s in scenes],
                   "INPUT_SAR": [s.inputs[1] for s in scenes], "LABELS": [s.labels for s in scenes]}
     with TrainingRun("distill", output_model, output_report, run_inputs, device, progress) as run:
-        datas = run.read_scenes(scenes, [1, 1])
-        if datas[0].arrays[0].shape[0] != t_card.modalities[0].bands:
-            raise InputError(f"INPUT_OPTICAL has {datas[0].arrays[0].shape[0]} bands but the teacher was trained "
-                             f"on {t_card.modalities[0].bands}")
+        for s in scenes:  # from the headers, before any pixel is read
+            bands = open_raster(s.inputs[0]).RasterCount
+            if bands != t_card.modalities[0].bands:
+                raise InputError(f"INPUT_OPTICAL has {bands} bands but the teacher was trained "
+                                 f"on {t_card.modalities[0].bands}" + (f" (scene {s.name})" if len(scenes) > 1 else ""))
         classes: list[ClassInfo] = list(t_card.classes)
-        tile = run_tile(tile_size, t_card.tile_size or rec.tile_size, datas)
         # HFD-Net's head is dense: its sampler and validation need no patch geometry
-        prepared = run.prepare(datas, head, (), names=["optical", "sar"], ratios=[1, 1], classes=classes,
-                               tile=tile, validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
-                               given_cards=[t_card.modalities[0], None])
-        data = prepared.data
+        prepared, _ = run.prepare_scenes(
+            scenes, head, (), names=["optical", "sar"], ratios=[1, 1], table=sorted(classes, key=lambda c: c.value),
+            tile_size=tile_size, recipe_tile=t_card.tile_size or rec.tile_size,
+            validation_fraction=validation_fraction, seed=seed, batch_size=batch_size, stream=stream,
+            given_cards=[t_card.modalities[0], None])
+        data, tile = prepared.data, prepared.tile
         sar_card = data.modality_cards[1]
-        record_profile(sar_card, scenes[0].inputs[1], [d.arrays[1] for d in datas])
+        if not prepared.streamed:
+            record_profile(sar_card, scenes[0].inputs[1], [d.arrays[1] for d in prepared.sources])
         # built on torch's meta device and given the file's tensors: a card whose sizes do not
         # match its weights is refused without allocating what the card claims
         _, teacher_net = build_from_file(teacher_path, "cpu")

@@ -24,10 +24,12 @@ from typing import Any, Callable, Sequence
 
 from ..assessment.validation import metric_of
 from ..classes import ClassInfo
+from ..data import streamed_prepare, windows
 from ..data.datasets import Scene, SceneData, load_scene
-from ..data.prepare import PreparedData, prepare_data
+from ..data.prepare import PreparedData, prepare_data, resolve_classes, run_tile
 from ..engine.atomic import RunFiles
 from ..engine.output_paths import check_outputs
+from ..errors import InputError
 from ..head_kinds import HeadKind
 from ..modelfiles.modelfile import ModalityCard, ModelCard, save_model_file
 from ..progress import Progress
@@ -74,6 +76,13 @@ class RunData:
     tile: int
     sampler: Any
     validation: Any
+    #: the scenes in memory (SceneData) the data was prepared from; empty when streamed
+    sources: Sequence[Any] = ()
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the scenes are read window by window (``core.data.windows``)."""
+        return not self.sources
 
 
 @dataclass
@@ -96,6 +105,11 @@ def _write_report(path: str | None, card: ModelCard, history: list[dict[str, flo
         return None
     write_training_report(path, card, history, metrics, extra, baseline=baseline)
     return str(path)
+
+
+def _check_two_classes(classes: Sequence[ClassInfo]) -> None:
+    if len(classes) < 2:
+        raise InputError(f"the labels hold {len(classes)} class(es); training needs at least 2")
 
 
 class TrainingRun:
@@ -134,6 +148,38 @@ class TrainingRun:
             datas.append(load_scene(s, ratios))
         return datas
 
+    def prepare_scenes(self, scenes: Sequence[Scene], head: HeadKind, modalities: Sequence[Any], *,
+                       names: Sequence[str], ratios: Sequence[int], table: list[ClassInfo] | None,
+                       tile_size: int | None, recipe_tile: int, validation_fraction: float, seed: int,
+                       batch_size: int, stream: bool | None = None, to_db: Sequence[bool] | None = None,
+                       given_cards: Sequence[ModalityCard | None] | None = None,
+                       scale_range: tuple[float, float] | None = None) -> tuple[RunData, list[ClassInfo]]:
+        """The run's data and classes from ``scenes``: read into memory and prepared (:meth:`prepare`),
+        or, when ``stream`` says so or a scene is larger than ``windows.STREAM_PIXELS`` (None),
+        opened and read window by window (``core.data.windows``, never a whole scene) with the head
+        kind's streamed sampler and validation. ``table``: the classes (sorted by value), else those
+        the labels hold. The one place where train and distill choose between the two paths."""
+        if windows.should_stream(scenes, stream):
+            opened = windows.open_scenes(scenes, ratios)
+            tile = run_tile(tile_size, recipe_tile, opened)
+            data = streamed_prepare.prepare_streamed(
+                opened, names, ratios, table=table, validation_fraction=validation_fraction, seed=seed, tile=tile,
+                guard=head.split_guard(modalities), to_db=to_db, given_cards=given_cards, progress=self.progress)
+            _check_two_classes(data.classes)
+            self.progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
+                               f"{len(data.classes)} classes (read window by window)")
+            sampler, validation = head.streamed(data, modalities, tile=tile, batch_size=batch_size, seed=seed,
+                                                scale_range=scale_range, world_size=self.ctx.world_size)
+            return RunData(data, tile, sampler, validation), data.classes
+        datas = self.read_scenes(scenes, ratios)
+        classes = resolve_classes(datas, table)
+        _check_two_classes(classes)
+        tile = run_tile(tile_size, recipe_tile, datas)
+        prepared = self.prepare(datas, head, modalities, names=names, ratios=ratios, classes=classes, tile=tile,
+                                validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
+                                to_db=to_db, given_cards=given_cards, scale_range=scale_range)
+        return prepared, classes
+
     def prepare(self, datas: Sequence[SceneData], head: HeadKind, modalities: Sequence[Any], *,
                 names: Sequence[str], ratios: Sequence[int], classes: list[ClassInfo], tile: int,
                 validation_fraction: float, seed: int, batch_size: int,
@@ -150,7 +196,8 @@ class TrainingRun:
                            f"{len(classes)} classes")
         sampler = head.training_sampler(data.scenes, modalities, tile=tile, n_train=data.n_train,
                                         batch_size=batch_size, seed=seed, scale_range=scale_range)
-        return RunData(data, tile, sampler, head.validation(data.scenes, modalities, tile=tile, seed=seed))
+        return RunData(data, tile, sampler, head.validation(data.scenes, modalities, tile=tile, seed=seed),
+                       sources=list(datas))
 
     def loop(self, net: Any, run_data: RunData, cfg: LoopConfig, classes: Sequence[ClassInfo], *,
              run_fingerprint: str = "", resume: bool = True,

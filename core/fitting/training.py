@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..classes import ClassInfo, read_class_table
-from ..data import streamed_prepare, windows
 from ..data.datasets import Scene
-from ..data.prepare import PreparedData, check_tile_option, record_profile, resolve_classes, run_tile
+from ..data.prepare import PreparedData, check_tile_option, record_profile
 from ..errors import InputError
 from ..head_kinds import head_kind
 from ..modelfiles.card_schema import strip_path_kwargs
@@ -31,7 +30,7 @@ from ..modelfiles.modelfile import ModelCard
 from ..progress import NullProgress, Progress
 from .loop import LoopConfig
 from .network import build_network, fine_tune_cards, init_weights, resolve_variant
-from .run import RunData, TrainingRun, fingerprint
+from .run import TrainingRun, fingerprint
 
 __all__ = ["Scene", "TrainResult", "train"]
 
@@ -165,35 +164,15 @@ def train(
         table = read_class_table(classes) if classes else None
         ratios = [m.grid_ratio for m in spec.modalities]
         given = fine_tune_cards(init_model, arch, n_mod)  # fine-tuning keeps the original normalisation
-        names = [m.name for m in spec.modalities]
-        streamed = windows.should_stream(scenes, stream)
-        if streamed:  # windows read on demand, never a whole scene (core.data.windows)
-            datas: Any = windows.open_scenes(scenes, ratios)
-            tile = run_tile(tile_size, rec.tile_size, datas)
-            data: Any = streamed_prepare.prepare_streamed(datas, names, ratios, table=table,
-                                                 validation_fraction=validation_fraction, seed=seed, tile=tile,
-                                                 guard=head.split_guard(spec.modalities), to_db=to_db,
-                                                 given_cards=given, progress=progress)
-            run_classes = data.classes
-            progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
-                          f"{len(run_classes)} classes (read window by window)")
-            prepared = RunData(data, tile, *head.streamed(data, spec.modalities, tile=tile, batch_size=batch_size,
-                                                          seed=seed, scale_range=scale_range,
-                                                          world_size=run.ctx.world_size))
-        else:
-            datas = run.read_scenes(scenes, ratios)
-            run_classes = resolve_classes(datas, table)
-            if len(run_classes) < 2:
-                raise InputError(f"the labels hold {len(run_classes)} class(es); training needs at least 2")
-            tile = run_tile(tile_size, rec.tile_size, datas)
-            prepared = run.prepare(datas, head, spec.modalities, names=names, ratios=ratios, classes=run_classes,
-                                   tile=tile, validation_fraction=validation_fraction, seed=seed,
-                                   batch_size=batch_size, to_db=to_db, given_cards=given, scale_range=scale_range)
-            data = prepared.data
+        prepared, run_classes = run.prepare_scenes(
+            scenes, head, spec.modalities, names=[m.name for m in spec.modalities], ratios=ratios, table=table,
+            tile_size=tile_size, recipe_tile=rec.tile_size, validation_fraction=validation_fraction, seed=seed,
+            batch_size=batch_size, stream=stream, to_db=to_db, given_cards=given, scale_range=scale_range)
+        data, tile, streamed = prepared.data, prepared.tile, prepared.streamed
         for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
             if given is None and not streamed:  # fine-tuning keeps the original card, data type and range included
-                record_profile(mc, scenes[0].inputs[i], [d.arrays[i] for d in datas])
+                record_profile(mc, scenes[0].inputs[i], [d.arrays[i] for d in prepared.sources])
         torch.manual_seed(seed)
         net, kwargs = build_network(spec, variant, data.band_counts, len(run_classes), build_kwargs)
         init_info = init_weights(net, init_model, arch, progress) if init_model else {}

@@ -56,5 +56,9 @@ DISTILL = Operation(
               cli_help="skip training the SAR-only comparison student", surfaces=CLI_ONLY,
               doc="skip training the SAR-only comparison student", doc_default="off"),
         scenes_param("input_optical, input_sar"),
+        Param("STREAM", "bool", "Read training windows from disk",
+              cli_help="read training windows from disk (default: only for scenes above 4096x4096 pixels)",
+              surfaces=CLI_ONLY, doc="read training windows from disk instead of whole scenes",
+              doc_default="only for scenes above 4096 × 4096 pixels", core="stream"),
     ),
 )

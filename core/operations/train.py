@@ -101,6 +101,6 @@ TRAIN = Operation(
         Param("STREAM", "bool", "Read training windows from disk",
               cli_help="read training windows from disk (default: only for scenes above 4096x4096 pixels)",
               surfaces=CLI_ONLY, doc="read training windows from disk instead of whole scenes",
-              doc_default="only for scenes above 4096 × 4096 pixels"),
+              doc_default="only for scenes above 4096 × 4096 pixels", core="stream"),
     ),
 )
