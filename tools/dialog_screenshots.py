@@ -4,7 +4,8 @@ as an analyst would and save what they show (default OUT: build/screenshots, kep
 The sample layers are loaded with the SAR on top (the case where QGIS used to preselect the
 wrong Input 1). Each dialog is shown at its default size and grabbed; the classify dialog is
 grabbed three more times: with the Advanced group open, with a wrong Input 1 (the SAR, 2 bands,
-for a 10-band optical input), and with the right inputs. A text file lists, per dialog, whether a
+for a 10-band optical input), and with the right inputs, then run; its batch-mode dialog is
+grabbed too (``classify_batch.png``, the picture in docs/classify.md). A text file lists, per dialog, whether a
 horizontal scroll bar is visible and what the band check says, for a quick look without images.
 """
 from __future__ import annotations
@@ -136,6 +137,26 @@ def _run(app, dialog, wrappers, context, out: Path, note) -> None:
     note(f"  run from the dialog: finished {done}, {time.perf_counter() - t0:.1f} s, progress bar values {seen}")
 
 
+def _batch(app, out: Path, note, rasters: list) -> None:
+    """Classify in Processing's batch mode (the desktop's way to classify many rasters): the
+    dialog with one row per raster, grabbed for docs/classify.md."""
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("mmlc:classify")
+    dialog = BatchAlgorithmDialog(alg)
+    panel = dialog.mainWidget()
+    while panel.tblParameters.rowCount() - 1 < len(rasters):  # row 0 holds the column headers' autofill
+        panel.addRow()
+    dialog.resize(1000, 420)
+    dialog.show()
+    _settle(app)
+    dialog.grab().save(str(out / "classify_batch.png"))
+    note(f"batch: {panel.tblParameters.rowCount() - 1} rows, {panel.tblParameters.columnCount()} columns")
+    dialog.close()
+    _settle(app, 5)
+
+
 def main(argv: list[str] | None = None) -> int:
     out = Path((argv or sys.argv[1:] or [str(ROOT / "build" / "screenshots")])[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             dialog.grab().save(str(out / "classify_inputs_ok.png"))
             note(f"  band check (S2 + S1): {info.text()}")
             _run(app, dialog, wrappers, context, out, note)
+            _batch(app, out, note, [s2_path, s1_path])
         if name == "train":  # the Advanced group: VARIANT follows ARCHITECTURE, DEVICE, learning rate
             from qgis.core import QgsProcessingContext
 
