@@ -39,6 +39,7 @@ from ..engine import normalize
 from ..errors import InputError
 from ..modelfiles.modelfile import ModalityCard
 from .datasets import Scene
+from .prepare import PreparedData
 from .samplers import IGNORE
 
 #: Scenes with more pixels than this (input 1's grid) are streamed by default (8 bands of float32
@@ -213,16 +214,11 @@ class SceneWindows:
 
 
 @dataclass
-class StreamedData:
-    """Streamed scenes ready for sampling plus what the model card needs (like PreparedData)."""
+class StreamedData(PreparedData):
+    """PreparedData whose scenes stay on disk (:class:`SceneWindows`), plus the label values found
+    that the class table does not hold (``unknown``)."""
 
-    scenes: list[SceneWindows]
-    modality_cards: list[ModalityCard]
-    classes: list[ClassInfo]
-    band_counts: list[int]
-    fingerprints: list[dict]
-    n_train: int
-    n_val: int
+    scenes: list[SceneWindows]  # type: ignore[assignment]
     unknown: set[int] = field(default_factory=set)
 
 
