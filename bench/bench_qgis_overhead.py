@@ -16,8 +16,14 @@ the median of the per-pair ratios qgis_process / CLI, twice:
 BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/runtime/torch_blas.py``).
 Both runs of a pair get the same extent (the CLI's ``EXTENT`` is xmin,ymin,xmax,ymax, Processing's
 xmin,xmax,ymin,ymax [CRS]; checked: the core call receives the same tuple from both).
+``--warm`` adds a CLI and a qgis_process variant whose processes import torch and mmlc's modules
+before the core call (the state of a desktop session after its first mmlc run; under qgis_process
+every command is a first run), compared with each other.
+Cases: training; the NC classification on a 96 x 96 window and on the whole scene (the issue's
+own case); each built-in model on its demo patch, and the dense/patch demos also on the patch
+tiled 2 x 2 or 4 x 4 into one VRT (timing only: where per-pixel work outweighs the fixed costs).
 Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
-[--only prsanet] [--before]``; on a 2-core machine one run takes 15-40 minutes.
+[--only prsanet] [--before] [--warm]``; on a 2-core machine one run takes 30-60 minutes.
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ HELD_OUT = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
 
 PROBE = '''
 import os, sys, time
+if os.environ.get("MMLC_BENCH_WARM"):  # what a desktop session has loaded after its first mmlc run
+    import torch, mmlc.models, mmlc.core.engine.classify, mmlc.core.fitting.training  # noqa: F401
 def _wrap(name):
     import mmlc.core.api as api
     fn = getattr(api, name)
@@ -80,6 +88,33 @@ def window(path: Path, size: int, bottom: bool = False) -> tuple[tuple[float, fl
     srs.AutoIdentifyEPSG()
     code = srs.GetAuthorityCode(None)
     return (x0 + c0 * dx, y0 + (r0 + size) * dy, x0 + (c0 + size) * dx, y0 + r0 * dy), (f"EPSG:{code}" if code else "")
+
+
+def tiled_vrt(src: str, times: int, out: Path) -> str:
+    """A VRT of ``times`` x ``times`` copies of ``src`` side by side (same CRS, grid continued):
+    a bigger raster for timing only; its pixels repeat the source's, so no map read from it means anything."""
+    from osgeo import gdal
+
+    ds = gdal.Open(src)
+    w, h = ds.RasterXSize, ds.RasterYSize
+    x0, dx, rx, y0, ry, dy = ds.GetGeoTransform()
+    bands = []
+    for b in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(b)
+        dtype = gdal.GetDataTypeName(band.DataType)
+        nodata = band.GetNoDataValue()
+        sources = "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>{b}</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{i * w}" yOff="{j * h}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            for j in range(times) for i in range(times))
+        nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+        bands.append(f'<VRTRasterBand dataType="{dtype}" band="{b}">{nd}{sources}</VRTRasterBand>')
+    srs = ds.GetProjection().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    out.write_text(f'<VRTDataset rasterXSize="{w * times}" rasterYSize="{h * times}"><SRS>{srs}</SRS>'
+                   f"<GeoTransform>{x0!r}, {dx!r}, {rx!r}, {y0!r}, {ry!r}, {dy!r}</GeoTransform>"
+                   + "".join(bands) + "</VRTDataset>\n")
+    return str(out)
 
 
 def nc_inputs(tmp: Path) -> tuple[str, str, str]:
@@ -144,12 +179,14 @@ def compare(case: Case, variants: dict[str, tuple[list[str], dict]], repeat: int
         for k in (names if r % 2 == 0 else names[::-1]):
             cmd, env = variants[k]
             times[k].append(run_once(cmd, env))
-    cli = times["cli"]
     for k in names[1:]:
+        if k == "cli, warm":
+            continue
+        cli = times["cli, warm" if k.endswith(", warm") else "cli"]
         cmd_r = [q[0] / c[0] for q, c in zip(times[k], cli)]
         alg_r = [q[1] / c[1] for q, c in zip(times[k], cli)]
         cpu_r = [q[2] / c[2] for q, c in zip(times[k], cli)]
-        print(f"{case.name}: {k} / cli  command {median(cmd_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in cmd_r)}; "
+        print(f"{case.name}: {k} / {'cli, warm' if k.endswith(', warm') else 'cli'}  command {median(cmd_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in cmd_r)}; "
               f"median {median([t[0] for t in times[k]]):.1f} s vs {median([t[0] for t in cli]):.1f} s)  "
               f"algorithm {median(alg_r):.3f} (pairs {', '.join(f'{x:.2f}' for x in alg_r)}; "
               f"median {median([t[1] for t in times[k]]):.1f} s vs {median([t[1] for t in cli]):.1f} s)  "
@@ -162,6 +199,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="rounds per case (each runs every variant once)")
     ap.add_argument("--only", default="", help="run only cases whose name contains this text")
     ap.add_argument("--before", action="store_true", help="also run qgis_process with the BLAS binding left alone")
+    ap.add_argument("--warm", action="store_true",
+                    help="also run both with torch and mmlc's modules imported before the core call (a desktop "
+                         "session's second and later runs); prints 'warm' ratios")
     args = ap.parse_args()
 
     from mmlc.core.modelfiles.builtin import list_builtin
@@ -190,6 +230,9 @@ def main() -> int:
         ext, crs = window(Path(m1), 96)
         cases.append(Case("classify prsanet NC (trained above), 96 x 96 px", "classify",
                           {"MODEL": str(nc_model), "INPUT_1": m1, "INPUT_2": m2}, ext, crs))
+        # the issue's own case: the whole NC scene (CLI 56 s vs qgis_process 131 s when it was filed)
+        cases.append(Case("classify prsanet NC (trained above), whole scene 489 x 443 px", "classify",
+                          {"MODEL": str(nc_model), "INPUT_1": m1, "INPUT_2": m2}))
         ben = (str(BEN / f"{HELD_OUT}__s2_10band_10m.tif"), str(BEN / f"{HELD_OUT}__s1_vv_vh_db.tif"))
         built = set(list_builtin())
         for model, inputs, size, note in (
@@ -203,6 +246,14 @@ def main() -> int:
             params = {"MODEL": model, **{f"INPUT_{i + 1}": p for i, p in enumerate(inputs)}}
             ext, crs = window(Path(inputs[0]), size, bottom=True) if size else (None, "")
             cases.append(Case(f"classify {model}, {note}", "classify", params, ext, crs))
+            # bigger rasters than the 120 x 120 patches, where per-pixel work outweighs the fixed costs
+            times = {"asanet-demo": 4, "hfdnet-demo": 4, "prsanet-demo": 2}.get(model)
+            if times:
+                big = {f"INPUT_{i + 1}": tiled_vrt(p, times, tmp / f"{model}_tiled_{i + 1}.vrt")
+                       for i, p in enumerate(inputs)}
+                cases.append(Case(f"classify {model}, the patch tiled {times} x {times} "
+                                  f"({120 * times} x {120 * times} px, timing only)", "classify",
+                                  {"MODEL": model, **big}))
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
               f"{args.repeat} rounds per case", flush=True)
         cases = [c for c in cases if not args.only or args.only in c.name]
@@ -212,6 +263,10 @@ def main() -> int:
             suffix = ".tif" if case.op == "classify" else ".mmlc"
             variants = {"cli": (cli_command(case, tmp / f"cli{suffix}"), cenv),
                         "qgis_process": (qgis_command(case, tmp / f"qgis{suffix}"), qenv)}
+            if args.warm:
+                variants["cli, warm"] = (cli_command(case, tmp / f"cliwarm{suffix}"), dict(cenv, MMLC_BENCH_WARM="1"))
+                variants["qgis_process, warm"] = (qgis_command(case, tmp / f"qgiswarm{suffix}"),
+                                                  dict(qenv, MMLC_BENCH_WARM="1"))
             if args.before:
                 variants["qgis_process, BLAS binding left alone"] = (
                     qgis_command(case, tmp / f"before{suffix}"), dict(qenv, MMLC_KEEP_TORCH_BLAS_BINDING="1"))

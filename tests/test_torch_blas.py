@@ -23,10 +23,11 @@ def owner_of_torch_sgemm():
     from mmlc.core.runtime import torch_blas as tb
     path = _loaded_path("libtorch_cpu.so")
     own = ctypes.CDLL(path, mode=__import__("os").RTLD_NOLOAD | __import__("os").RTLD_LAZY)
-    entries = {n: (o, v) for n, o, v in tb._plt_self_bindings(path)}
-    if "sgemm_" not in entries:  # a torch without a BLAS of its own (Debian's links the system's)
+    table = tb._plt_table(path)
+    i = table.find("sgemm_")
+    if i is None:  # a torch without a BLAS of its own (Debian's links the system's)
         return None
-    off, val = entries["sgemm_"]
+    off, val = int(table.offsets[i]), int(table.values[i])
     base = ctypes.cast(own.sgemm_, ctypes.c_void_p).value - val
     return tb._library_of(ctypes.CDLL(None), ctypes.c_void_p.from_address(base + off).value)
 before = owner_of_torch_sgemm()
