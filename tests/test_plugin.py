@@ -2,6 +2,7 @@
 stays light (no torch at load) and survives a missing torch (the zip: tests/test_package.py)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -79,6 +80,47 @@ def test_loading_the_plugin_does_not_import_torch() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert "TORCH_NOT_LOADED" in out.stdout, out.stdout + out.stderr
+
+
+WARMUP_PROBE = textwrap.dedent("""
+    import json, sys
+    from qgis.core import QgsApplication, QgsProcessingFeedback
+    app = QgsApplication([], False); app.initQgis()
+    import mmlc
+    from mmlc.ui import warmup
+    p = mmlc.classFactory(None); p.initProcessing()
+    alg = QgsApplication.processingRegistry().createAlgorithmById('mmlc:classify')
+    before = 'torch' in sys.modules
+    widget = alg.createCustomParametersWidget(None)  # what Processing asks before opening the dialog
+    started = warmup._thread is not None
+    again = warmup.start()  # once per session
+    messages = []
+    class Feedback(QgsProcessingFeedback):
+        def pushInfo(self, text):
+            messages.append(text)
+    alg.call_core(lambda **kw: 'torch' in sys.modules, Feedback())  # a run waits for the warm-up
+    from mmlc.core.runtime import torch_blas
+    print(json.dumps({"before": before, "widget": widget is None, "started": started, "again": again,
+                      "torch": 'torch' in sys.modules, "rebound": torch_blas._result is not None,
+                      "record": warmup.record, "messages": messages}))
+    p.unload()
+""")
+
+
+def test_opening_a_dialog_loads_torch_in_the_background() -> None:
+    """Processing asks the algorithm for a custom dialog before opening QGIS's standard one: mmlc
+    answers None (standard dialog) and starts importing torch on a thread, once per session; a run
+    waits for it. MMLC_NO_WARMUP=1 turns it off."""
+    out = subprocess.run([sys.executable, "-c", WARMUP_PROBE], env=_env(), capture_output=True, text=True, timeout=300)
+    got = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else pytest.fail(out.stderr[-3000:])
+    assert got["before"] is False and got["widget"] is True and got["started"] is True and got["again"] is False
+    assert got["torch"] and got["rebound"] and "error" not in got["record"] and got["record"]["seconds"] > 0
+    assert not any("first run in a QGIS session" in m for m in got["messages"])  # torch was ready for the run
+    off = subprocess.run([sys.executable, "-c", WARMUP_PROBE], env=dict(_env(), MMLC_NO_WARMUP="1"),
+                         capture_output=True, text=True, timeout=300)
+    got = json.loads(off.stdout.strip().splitlines()[-1]) if off.returncode == 0 else pytest.fail(off.stderr[-3000:])
+    assert got["started"] is False and got["record"] == {}
+    assert any("first run in a QGIS session" in m for m in got["messages"])  # the run imported torch itself
 
 
 def test_missing_torch_loads_and_explains_install() -> None:

@@ -276,6 +276,9 @@ def main():
             "ARCHITECTURE": "hfdnet", "INPUT_1": LAYERS["sar"], "LABELS": LAYERS["labels"],
             "CLASSES": str(DATA / "classes.csv"), "EPOCHS": 1, "TILE_SIZE": 32, "DEVICE": "cpu",
             "OUTPUT_MODEL": str(models / "sar.mmlc")})
+        from mmlc.ui import warmup  # the first dialog of the session started loading PyTorch (ui/warmup.py)
+
+        REPORT["warmup"] = dict(warmup.record, started=warmup._thread is not None)
         # Train with polygon labels and their class field; optical hfdnet = the distillation teacher.
         run_dialog("train-vector-labels", "mmlc:train", {
             "ARCHITECTURE": "hfdnet", "INPUT_1": LAYERS["optical"], "LABELS_VECTOR": LAYERS["polygons"],

@@ -128,3 +128,13 @@ def test_screenshots_show_something(desktop) -> None:
     for png in pngs:
         a = gdal.Open(str(png)).ReadAsArray()
         assert a is not None and np.unique(a.reshape(a.shape[0], -1) if a.ndim == 3 else a).size > 8, png.name
+
+
+def test_first_dialog_loads_pytorch_before_its_run(desktop) -> None:
+    """Opening the session's first mmlc dialog started importing torch in the background; its run
+    waited for that import instead of importing torch itself after the Run click."""
+    warm = desktop.results.get("warmup", {})
+    assert warm.get("started") is True and "error" not in warm and warm.get("seconds", 0) > 0, warm
+    first = desktop.results["cases"]["train-raster-labels"]
+    assert first.get("success") is True, first.get("log", "")[-2000:]
+    assert "first run in a QGIS session" not in first.get("log", "")

@@ -19,7 +19,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QUrl
 from qgis.PyQt.QtGui import QIcon
 
-from .. import deps
+from .. import deps, warmup
 from ..feedback import FeedbackProgress
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -71,6 +71,13 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):  # noqa: N802
         return type(self)()
 
+    def createCustomParametersWidget(self, parent=None):  # noqa: N802
+        """Processing asks this before opening the algorithm's dialog (Toolbox, locator, menus,
+        ``processing.createAlgorithmDialog``): mmlc keeps QGIS's standard dialog (returns None)
+        and uses the moment to load PyTorch in the background (ui/warmup.py)."""
+        warmup.start()
+        return None
+
     # -- helpers for subclasses ---------------------------------------------------------------
     @staticmethod
     def raster_path(layer: QgsRasterLayer | None, what: str) -> str | None:
@@ -94,6 +101,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
 
         from ...core.errors import Cancelled, MmlcError, NetworkError
 
+        warmup.wait(feedback)
         if "torch" not in sys.modules:  # the first run of a session: seconds with a busy bar otherwise unexplained
             feedback.pushInfo("starting PyTorch (the first run in a QGIS session takes a few seconds longer)")
         try:

@@ -1,0 +1,137 @@
+"""The first mmlc run of a desktop session, with and without loading PyTorch while the dialog is open
+(ui/warmup.py; issue 21).
+
+Each round starts the real QGIS desktop (under its own Xvfb, a private profile with mmlc enabled),
+opens the *Classify land cover* dialog from ``processing.createAlgorithmDialog`` (the path the
+Toolbox takes), fills it (``asanet-demo`` on a held-out BigEarthNet pair), leaves it open for
+``--think`` seconds (an analyst choosing inputs), clicks Run and times the run from the click to the
+end. Rounds alternate ``MMLC_NO_WARMUP=1`` (the import happens after the click) and the default.
+Run: ``.venv/bin/python bench/bench_desktop_first_run.py [--rounds 3] [--think 5]`` (needs ``qgis``
+and ``Xvfb``; ~20 s per round here).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "desktop"))
+BEN = ROOT / "resources" / "sample_data" / "bigearthnet"
+HELD_OUT = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
+
+DRIVER = r'''
+import json, os, time
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication
+from qgis.utils import iface
+
+OUT = os.environ["MMLC_BENCH_OUT"]
+
+
+def spin(seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def main():
+    rec = {}
+    try:
+        from processing import createAlgorithmDialog
+        params = {"MODEL": "asanet-demo", "INPUT_1": os.environ["MMLC_BENCH_S2"], "INPUT_2": os.environ["MMLC_BENCH_S1"],
+                  "OUTPUT": os.environ["MMLC_BENCH_MAP"], "DEVICE": "cpu"}
+        dlg = createAlgorithmDialog("mmlc:classify", params)
+        dlg.show()
+        spin(float(os.environ["MMLC_BENCH_THINK"]))
+        import sys
+        rec["torch_loaded_at_click"] = "torch" in sys.modules
+        finished = {}
+        dlg.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok))
+        t = time.perf_counter()
+        dlg.runAlgorithm()
+        deadline = time.time() + 600
+        while dlg.feedback is not None and time.time() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.005)
+        rec["run_s"] = round(time.perf_counter() - t, 3)
+        rec["ok"] = finished.get("ok", False)
+        from mmlc.ui import warmup
+        rec["warmup"] = dict(warmup.record)
+        dlg.close()
+    except Exception as e:  # recorded for the bench to print
+        rec["error"] = repr(e)
+    with open(OUT, "w") as f:
+        json.dump(rec, f)
+    QTimer.singleShot(100, iface.actionExit().trigger)
+
+
+QTimer.singleShot(1500, main)
+'''
+
+
+def one_round(work: Path, warm: bool, think: float, index: int) -> dict:
+    from conftest import _profile, _start_xvfb  # the desktop tests' profile and Xvfb
+
+    run_dir = work / f"round{index}-{'warm' if warm else 'cold'}"
+    run_dir.mkdir()
+    profile = _profile(run_dir / "profile")
+    driver = run_dir / "driver.py"
+    driver.write_text(DRIVER)
+    xvfb, display = _start_xvfb()
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", QGIS_CUSTOM_CONFIG_PATH=str(profile),
+               QGIS_PLUGINPATH=str(ROOT / "build" / "pkg"), GDAL_PAM_ENABLED="NO", XDG_RUNTIME_DIR=str(run_dir),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "build" / "pkg"), *sys.path[1:]]),
+               MMLC_BENCH_OUT=str(run_dir / "result.json"), MMLC_BENCH_THINK=str(think),
+               MMLC_BENCH_S2=str(BEN / f"{HELD_OUT}__s2_10band_10m.tif"),
+               MMLC_BENCH_S1=str(BEN / f"{HELD_OUT}__s1_vv_vh_db.tif"), MMLC_BENCH_MAP=str(run_dir / "map.tif"))
+    if not warm:
+        env["MMLC_NO_WARMUP"] = "1"
+    try:
+        subprocess.run([shutil.which("qgis") or "qgis", "--nologo", "--noversioncheck", "--code", str(driver)],
+                       env=env, cwd=run_dir, capture_output=True, text=True, timeout=900)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=30)
+    result = run_dir / "result.json"
+    return json.loads(result.read_text()) if result.exists() else {"error": "QGIS wrote no result"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--think", type=float, default=5.0, help="seconds the dialog stays open before Run")
+    args = ap.parse_args()
+    if not shutil.which("qgis") or not shutil.which("Xvfb"):
+        print("skipped: needs the QGIS desktop and Xvfb")
+        return 0
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; dialog open {args.think:.0f} s "
+          "before Run", flush=True)
+    runs: dict[bool, list[float]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="mmlc-bench-desktop-") as tmp:
+        for r in range(args.rounds):
+            for warm in ((False, True) if r % 2 == 0 else (True, False)):
+                t = time.perf_counter()
+                rec = one_round(Path(tmp), warm, args.think, r)
+                print(f"round {r + 1} {'warm-up on ' if warm else 'warm-up off'}: {json.dumps(rec)} "
+                      f"(QGIS session {time.perf_counter() - t:.0f} s)", flush=True)
+                if rec.get("ok"):
+                    runs[warm].append(rec["run_s"])
+    med = {k: sorted(v)[len(v) // 2] for k, v in runs.items() if v}
+    if len(med) == 2:
+        print(f"first run, Run click to finish (median): warm-up on {med[True]:.2f} s, off {med[False]:.2f} s; "
+              f"ratio on/off {med[True] / med[False]:.3f}")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
