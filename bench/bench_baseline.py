@@ -1,12 +1,19 @@
-"""PRSANet (``mmlc train`` defaults) against a random forest on the North Carolina Landsat labels:
-trained on the west half, tested on the east half, in one run (issue 21).
+"""A network (``mmlc train`` defaults) against a random forest on the North Carolina Landsat
+labels: trained on one half of the scene, tested on the other half, in one run (issue 21).
 
-The network is trained by ``core.api.train`` with its defaults on the west half's labelled pixels
-(inputs: bands 1-3 and bands 4, 5, 7 as PRSANet's two modalities), then classifies the east half
-(``core.api.classify``) and is scored on the east half's labelled pixels. The forest (scikit-learn,
-300 trees, the six bands per pixel, normalised as the network sees them) is trained on the same
-west-half pixels the network trained on and scored on the same east-half pixels.
-Run: ``PYTHONPATH=build/pkg .venv/bin/python bench/bench_baseline.py [--epochs N]``.
+The network is trained by ``core.api.train`` with its defaults on the training half's labelled
+pixels, classifies the whole scene (``core.api.classify``) and is scored on the test half's
+labelled pixels. The forest (scikit-learn, 300 trees, the six bands per pixel, normalised as the
+network sees them, same seed) is trained on the same training-half pixels and scored on the same
+test pixels. Inputs: PRSANet and ASANet take bands 1-3 and bands 4, 5, 7 as their two
+modalities; HFD-Net (one input) takes the six bands as one raster.
+
+``--split`` picks the halves (``west-east``: train west, test east; also ``east-west``,
+``north-south``, ``south-north``); ``--seeds 0,1,2`` repeats the pair with other seeds (network
+initialisation, sampling and validation split; the forest's seed follows). Each seed prints one
+line per model and the differences; the last line summarises them.
+Run: ``PYTHONPATH=build/pkg .venv/bin/python bench/bench_baseline.py [--arch prsanet] [--variant V]
+[--split west-east] [--seeds 0] [--epochs N] [--tile-size N] [--class-balance P]``.
 """
 from __future__ import annotations
 
@@ -21,79 +28,119 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "build" / "pkg"))
 NC = ROOT / "resources" / "sample_data" / "share_alike" / "nc_landsat"
+SPLITS = ("west-east", "east-west", "north-south", "south-north")
+
+
+def halves(shape: tuple[int, int], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) boolean masks of the two halves of a (rows, cols) grid."""
+    rows, cols = np.indices(shape)
+    first = cols < shape[1] // 2 if split in ("west-east", "east-west") else rows < shape[0] // 2
+    return (first, ~first) if split in ("west-east", "north-south") else (~first, first)
+
+
+def inputs_for(arch: str, tmp: Path) -> list[str]:
+    from osgeo import gdal
+
+    bands = [(10, 20, 30, 40, 50, 70)] if arch == "hfdnet" else [(10, 20, 30), (40, 50, 70)]
+    paths = []
+    for i, group in enumerate(bands):
+        path = str(tmp / f"m{i + 1}.vrt")
+        gdal.BuildVRT(path, [str(NC / f"lsat7_2000_{b}.tif") for b in group], separate=True).FlushCache()
+        paths.append(path)
+    return paths
+
+
+def scores(ref: np.ndarray, pred: np.ndarray, classes) -> dict:
+    """OA/AA/kappa/mIoU of ``pred`` against ``ref`` (both class indices; -1 in pred: unknown)."""
+    from mmlc.core.assessment.metrics import Metrics
+
+    k = len(classes)
+    ok = pred >= 0
+    cm = np.bincount(ref[ok] * k + pred[ok], minlength=k * k).reshape(k, k)
+    return dict(Metrics.from_confusion(cm, classes).summary(), pixels=int(ok.sum()))
+
+
+def line(m: dict) -> str:
+    return (f"OA {m['overall_accuracy']:.3f} AA {m['average_accuracy']:.3f} kappa {m['kappa']:.3f} "
+            f"mIoU {m['miou']:.3f} on {m['pixels']} pixels")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: PRSANet's recipe)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arch", default="prsanet", choices=("prsanet", "asanet", "hfdnet"))
+    ap.add_argument("--variant", default=None, help="the architecture's variant (default: its default)")
+    ap.add_argument("--split", default="west-east", choices=SPLITS, help="train half - test half")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds, one network and one forest each")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
+    ap.add_argument("--tile-size", type=int, default=None, help="tile size of dense models (default: the recipe's)")
+    ap.add_argument("--class-balance", type=float, default=None,
+                    help="class-balanced sampling power (default: the recipe's; 0 = off)")
     args = ap.parse_args()
     from mmlc.core import api
     from mmlc.core.assessment.baseline import TREES, pixel_features, sklearn_available
-    from mmlc.core.assessment.metrics import Metrics
     from mmlc.core.engine.normalize import apply
     from mmlc.core.modelfiles.modelfile import read_card
     from osgeo import gdal
 
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    diffs = []
     with tempfile.TemporaryDirectory(prefix="mmlc-bench-baseline-") as tmpdir:
         tmp = Path(tmpdir)
-        m1, m2 = str(tmp / "m1.vrt"), str(tmp / "m2.vrt")
-        gdal.BuildVRT(m1, [str(NC / f"lsat7_2000_{b}.tif") for b in (10, 20, 30)], separate=True).FlushCache()
-        gdal.BuildVRT(m2, [str(NC / f"lsat7_2000_{b}.tif") for b in (40, 50, 70)], separate=True).FlushCache()
+        inputs = inputs_for(args.arch, tmp)
         src = gdal.Open(str(NC / "landsat96_labelled_pixels.tif"))
         labels = src.ReadAsArray()
         nodata = src.GetRasterBand(1).GetNoDataValue()
-        half = labels.shape[1] // 2
-        west = labels.copy()
-        west[:, half:] = nodata
-        west_path = str(tmp / "west.tif")
-        out = gdal.GetDriverByName("GTiff").CreateCopy(west_path, src)
-        out.GetRasterBand(1).WriteArray(west)
+        train_half, test_half = halves(labels.shape, args.split)
+        train_labels = np.where(train_half, labels, nodata)
+        train_path = str(tmp / "train_labels.tif")
+        out = gdal.GetDriverByName("GTiff").CreateCopy(train_path, src)
+        out.GetRasterBand(1).WriteArray(train_labels)
         out = None
-        east = np.where(np.arange(labels.shape[1])[None, :] >= half, labels, nodata)
-        east_mask = (east != nodata) & (east > 0)
+        labelled = (labels != nodata) & (labels > 0)
+        print(f"{args.arch}{' ' + args.variant if args.variant else ''}, split {args.split}, class balance "
+              f"{'recipe' if args.class_balance is None else args.class_balance}: "
+              f"{int((labelled & train_half).sum())} training / {int((labelled & test_half).sum())} test pixels",
+              flush=True)
+        for seed in seeds:
+            model = tmp / f"net{seed}.mmlc"
+            t = time.perf_counter()
+            res = api.train(args.arch, inputs, train_path, str(model), variant=args.variant, epochs=args.epochs,
+                            tile_size=args.tile_size, seed=seed, output_report="", baseline=False,
+                            class_balance=args.class_balance)
+            train_s = time.perf_counter() - t
+            card = read_card(model)
+            values = [c.value for c in card.classes]
+            lut = {v: i for i, v in enumerate(values)}
+            t = time.perf_counter()
+            api.classify(str(model), inputs, str(tmp / "map.tif"))
+            classify_s = time.perf_counter() - t
+            pred = gdal.Open(str(tmp / "map.tif")).ReadAsArray()
+            test = labelled & test_half & np.isin(labels, values)
+            ref = np.array([lut[int(v)] for v in labels[test]])
+            net = scores(ref, np.array([lut.get(int(v), -1) for v in pred[test]]), card.classes)
+            print(f"seed {seed} network {args.arch} (epochs {res.epochs_run}, train {train_s:.0f} s, classify "
+                  f"{classify_s:.0f} s): test {line(net)}; validation-block OA {res.best_metric:.3f}", flush=True)
+            if not sklearn_available():
+                print("forest: scikit-learn not installed, skipped")
+                continue
+            from sklearn.ensemble import RandomForestClassifier
 
-        t = time.perf_counter()
-        res = api.train("prsanet", [m1, m2], west_path, str(tmp / "p.mmlc"), epochs=args.epochs, seed=args.seed,
-                        output_report="", baseline=False)
-        train_s = time.perf_counter() - t
-        card = read_card(tmp / "p.mmlc")
-        values = [c.value for c in card.classes]
-        t = time.perf_counter()
-        api.classify(str(tmp / "p.mmlc"), [m1, m2], str(tmp / "map.tif"))
-        classify_s = time.perf_counter() - t
-        pred = gdal.Open(str(tmp / "map.tif")).ReadAsArray()
-        ref = east[east_mask].astype(np.int64)
-        keep = np.isin(ref, values)
-        lut = {v: i for i, v in enumerate(values)}
-        ref_i = np.array([lut[v] for v in ref[keep]])
-        pred_i = np.array([lut.get(int(v), -1) for v in pred[east_mask][keep]])
-        k = len(values)
-        ok = pred_i >= 0
-        cm = np.bincount(ref_i[ok] * k + pred_i[ok], minlength=k * k).reshape(k, k)
-        net = Metrics.from_confusion(cm, card.classes).summary()
-        print(f"network prsanet (epochs {res.epochs_run}, train {train_s:.0f} s, classify {classify_s:.0f} s): "
-              f"east OA {net['overall_accuracy']:.3f} AA {net['average_accuracy']:.3f} kappa {net['kappa']:.3f} "
-              f"mIoU {net['miou']:.3f} on {int(ok.sum())} pixels; west validation-block OA {res.best_metric:.3f}")
-
-        if not sklearn_available():
-            print("forest: scikit-learn not installed, skipped")
-            return 0
-        from sklearn.ensemble import RandomForestClassifier
-
-        arrays = [apply(gdal.Open(p).ReadAsArray().astype(np.float32), mc) for p, mc in zip((m1, m2), card.modalities)]
-        feats = pixel_features(arrays, [1, 1])
-        west_mask = (west != nodata) & (west > 0) & np.isin(west, values)
-        t = time.perf_counter()
-        forest = RandomForestClassifier(n_estimators=TREES, random_state=args.seed, n_jobs=-1)
-        forest.fit(feats[west_mask], np.array([lut[int(v)] for v in west[west_mask]]))
-        fpred = forest.predict(feats[east_mask][keep])
-        cm = np.bincount(ref_i * k + fpred, minlength=k * k).reshape(k, k)
-        rf = Metrics.from_confusion(cm, card.classes).summary()
-        print(f"random forest ({TREES} trees, all {int(west_mask.sum())} west labelled pixels, "
-              f"{time.perf_counter() - t:.0f} s): east OA {rf['overall_accuracy']:.3f} AA {rf['average_accuracy']:.3f} "
-              f"kappa {rf['kappa']:.3f} mIoU {rf['miou']:.3f} on {len(ref_i)} pixels")
-        print(f"network - forest OA: {net['overall_accuracy'] - rf['overall_accuracy']:+.3f}")
+            arrays = [apply(gdal.Open(p).ReadAsArray().astype(np.float32), mc)
+                      for p, mc in zip(inputs, card.modalities)]
+            feats = pixel_features(arrays, [1] * len(arrays))
+            train = labelled & train_half & np.isin(labels, values)
+            t = time.perf_counter()
+            forest = RandomForestClassifier(n_estimators=TREES, random_state=seed, n_jobs=-1)
+            forest.fit(feats[train], np.array([lut[int(v)] for v in labels[train]]))
+            rf = scores(ref, forest.predict(feats[test]), card.classes)
+            print(f"seed {seed} random forest ({TREES} trees, all {int(train.sum())} training pixels, "
+                  f"{time.perf_counter() - t:.0f} s): test {line(rf)}", flush=True)
+            diffs.append(net["overall_accuracy"] - rf["overall_accuracy"])
+            print(f"seed {seed} network - forest OA: {diffs[-1]:+.3f}", flush=True)
+    if diffs:
+        print(f"summary {args.arch} {args.split}: network - forest OA over {len(diffs)} seed(s): "
+              f"{', '.join(f'{d:+.3f}' for d in diffs)}; mean {np.mean(diffs):+.3f}; network ahead in "
+              f"{sum(d > 0 for d in diffs)} of {len(diffs)}")
     return 0
 
 

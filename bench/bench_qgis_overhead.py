@@ -21,7 +21,8 @@ before the core call (the state of a desktop session after its first mmlc run; u
 every command is a first run), compared with each other.
 Cases: training; the NC classification on a 96 x 96 window and on the whole scene (the issue's
 own case); each built-in model on its demo patch, and the dense/patch demos also on the patch
-tiled 2 x 2 or 4 x 4 into one VRT (timing only: where per-pixel work outweighs the fixed costs).
+tiled into one VRT, 2 x 2 (per-pixel PRSANet) or 16 x 16 (1920 x 1920 px, the dense models):
+timing only, where per-pixel work outweighs the fixed costs.
 Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
 [--only prsanet] [--before] [--warm]``; on a 2-core machine one run takes 30-60 minutes.
 """
@@ -247,7 +248,7 @@ def main() -> int:
             ext, crs = window(Path(inputs[0]), size, bottom=True) if size else (None, "")
             cases.append(Case(f"classify {model}, {note}", "classify", params, ext, crs))
             # bigger rasters than the 120 x 120 patches, where per-pixel work outweighs the fixed costs
-            times = {"asanet-demo": 4, "hfdnet-demo": 4, "prsanet-demo": 2}.get(model)
+            times = {"asanet-demo": 16, "hfdnet-demo": 16, "prsanet-demo": 2}.get(model)
             if times:
                 big = {f"INPUT_{i + 1}": tiled_vrt(p, times, tmp / f"{model}_tiled_{i + 1}.vrt")
                        for i, p in enumerate(inputs)}

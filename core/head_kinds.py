@@ -56,8 +56,9 @@ class HeadKind:
 
     def training_sampler(self, scenes: Sequence[PreparedScene], modalities: Sequence[Any], *, tile: int,
                          n_train: int, batch_size: int, seed: int,
-                         scale_range: tuple[float, float] | None = None) -> Any:
-        """The sampler of the training items (``__len__``, ``item(epoch, index)``)."""
+                         scale_range: tuple[float, float] | None = None, class_balance: float = 0.0) -> Any:
+        """The sampler of the training items (``__len__``, ``item(epoch, index)``); ``class_balance``:
+        the power of class-balanced drawing (``core.data.samplers``; 0 = off)."""
         raise NotImplementedError
 
     def validation(self, scenes: Sequence[PreparedScene], modalities: Sequence[Any], *, tile: int,
@@ -89,8 +90,10 @@ def _dense_epoch(n_train: int, tile: int, batch_size: int) -> int:
 
 
 class _Dense(HeadKind):
-    def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None):
-        return DenseTileSampler(scenes, tile, _dense_epoch(n_train, tile, batch_size), seed, scale_range=scale_range)
+    def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None,
+                         class_balance=0.0):
+        return DenseTileSampler(scenes, tile, _dense_epoch(n_train, tile, batch_size), seed, scale_range=scale_range,
+                                class_balance=class_balance)
 
     def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
         # rounded up to a multiple of the world size: DDP ranks share the epoch without repeats
@@ -112,8 +115,9 @@ class _Patch(HeadKind):
     def split_guard(self, modalities):
         return max([m.patch_size // max(1, m.grid_ratio) for m in modalities] + [0]) // 2 + 1
 
-    def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None):
-        return PatchSampler(scenes, *_geometry(modalities), seed, which="train")
+    def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None,
+                         class_balance=0.0):
+        return PatchSampler(scenes, *_geometry(modalities), seed, which="train", class_balance=class_balance)
 
     def validation(self, scenes, modalities, *, tile, seed):
         return PatchValidation(scenes, *_geometry(modalities), seed)

@@ -65,6 +65,9 @@ class Recipe:
     #: early stopping: epochs in a row without a better validation score before the run stops
     #: (the best epoch is what is kept either way); None = every epoch runs
     patience: int | None = None
+    #: class-balanced sampling: each labelled pixel drawn with weight count(its class) ** -class_balance
+    #: (0 = off; core.data.samplers)
+    class_balance: float = 0.0
 
 
 @dataclass(frozen=True)

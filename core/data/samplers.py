@@ -12,6 +12,13 @@ is identical whether it runs straight through, after a resume, or sharded over D
 - :class:`PatchSampler`: one patch per labelled training pixel; patch geometry from the
   ModalitySpec (``patch_size``, ``patch_anchor``, ``grid_ratio``), reflect-101 at raster borders.
 
+Class-balanced sampling (``class_balance`` = p > 0, a design choice for small label sets, not from
+the papers; issue 21): each labelled pixel is drawn with weight ``count(its class) ** -p``, so p = 1
+gives every class the same share of an epoch and p = 0.5 halves the imbalance on a log scale. Patch
+models draw an epoch's items with replacement by these weights; dense models draw the pixel each
+crop is centred near by them. 0 (the default) keeps one item per labelled pixel (patch) and
+uniform anchors (dense).
+
 Geometric augmentation (flips, 90-degree rotations) is applied identically to every modality and
 the label. For patch models it is only applied when every patch is centred on its target pixel
 (``2*anchor + ratio == patch_size``), since otherwise a flip moves the target off the anchor.
@@ -48,6 +55,16 @@ class PreparedScene:
 def item_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.Generator:
     """The Generator of one item: independent of the order items are drawn in."""
     return np.random.default_rng([int(seed), int(epoch), int(index), int(stream)])
+
+
+def class_weights(classes: np.ndarray, power: float) -> np.ndarray | None:
+    """Drawing probabilities of pixels whose class indices are ``classes``: ``count ** -power``
+    normalised (None when ``power`` is 0: uniform)."""
+    if power <= 0 or classes.size == 0:
+        return None
+    counts = np.bincount(classes).astype(float)
+    w = counts[classes] ** -float(power)
+    return w / w.sum()
 
 
 def augment(arrays: list[np.ndarray], label: np.ndarray | None, rng: np.random.Generator):
@@ -89,6 +106,7 @@ class DenseTileSampler:
         max_draws: int = 10,
         scale_range: tuple[float, float] | None = None,
         augment: bool = True,
+        class_balance: float = 0.0,
     ) -> None:
         self.tile = int(tile)
         self.seed = seed
@@ -110,6 +128,14 @@ class DenseTileSampler:
         weights = np.array([len(p) for p in self._pixels], float)
         if weights.sum() == 0:
             raise ValueError("no labelled training pixel")
+        #: per scene, the cumulative drawing weights of its anchor pixels (None: uniform)
+        self._anchor_cdf: list[np.ndarray | None] = [None] * len(self.scenes)
+        balanced = class_weights(np.concatenate([s.target.ravel()[p] for s, p in zip(self.scenes, self._pixels)]),
+                                 class_balance)
+        if balanced is not None:
+            parts = np.split(balanced, np.cumsum([len(p) for p in self._pixels])[:-1])
+            weights = np.array([w.sum() for w in parts])
+            self._anchor_cdf = [np.cumsum(w) if len(w) else None for w in parts]
         self._weights = weights / weights.sum()
 
     def __len__(self) -> int:
@@ -118,7 +144,10 @@ class DenseTileSampler:
     def _crop(self, si: int, rng: np.random.Generator, size: int):
         s = self.scenes[si]
         h, w = s.target.shape
-        pix = self._pixels[si][int(rng.integers(len(self._pixels[si])))]
+        cdf = self._anchor_cdf[si]
+        k = int(rng.integers(len(self._pixels[si]))) if cdf is None else \
+            min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+        pix = self._pixels[si][k]
         pr, pc = divmod(int(pix), w)
         size = min(size, h, w)
         r0 = int(np.clip(pr - rng.integers(size), 0, h - size))
@@ -187,6 +216,7 @@ class PatchSampler:
         which: str = "train",
         augment: bool = True,
         max_items: int | None = None,
+        class_balance: float = 0.0,
     ) -> None:
         self.scenes = list(scenes)
         self.sizes = [int(p) for p in patch_sizes]
@@ -205,12 +235,27 @@ class PatchSampler:
         if max_items is not None and len(self.index) > max_items:
             keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(self.index), max_items, replace=False))
             self.index = self.index[keep]
+        classes = np.array([self.scenes[si].target[r, c] for si, r, c in self.index], np.int64) \
+            if class_balance > 0 else np.zeros(0, np.int64)
+        weights = class_weights(classes, class_balance)
+        self._cdf = None if weights is None else np.cumsum(weights)
+        self._drawn: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def drawn(self, epoch: int) -> np.ndarray:
+        """With class balance, the items of ``epoch``: as many as labelled pixels, drawn with
+        replacement by class weight (a pure function of seed and epoch, cached for the epoch)."""
+        if self._drawn is None or self._drawn[0] != epoch:
+            u = np.random.default_rng([int(self.seed), int(epoch), 7919]).random(len(self.index))
+            picks = np.minimum(np.searchsorted(self._cdf, u * self._cdf[-1], side="right"), len(self.index) - 1)
+            self._drawn = (epoch, picks)
+        return self._drawn[1]
+
     def item(self, epoch: int, index: int) -> tuple[list[np.ndarray], np.ndarray]:
-        si, r, c = (int(v) for v in self.index[index])
+        at = index if self._cdf is None else int(self.drawn(epoch)[index])
+        si, r, c = (int(v) for v in self.index[at])
         s = self.scenes[si]
         arrays = [p[0] for p in self._cutters[si].cut(np.array([r]), np.array([c]))]
         label = np.asarray(s.target[r, c], np.int64)

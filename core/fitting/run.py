@@ -153,7 +153,8 @@ class TrainingRun:
                        tile_size: int | None, recipe_tile: int, validation_fraction: float, seed: int,
                        batch_size: int, stream: bool | None = None, to_db: Sequence[bool] | None = None,
                        given_cards: Sequence[ModalityCard | None] | None = None,
-                       scale_range: tuple[float, float] | None = None) -> tuple[RunData, list[ClassInfo]]:
+                       scale_range: tuple[float, float] | None = None,
+                       class_balance: float = 0.0) -> tuple[RunData, list[ClassInfo]]:
         """The run's data and classes from ``scenes``: read into memory and prepared (:meth:`prepare`),
         or, when ``stream`` says so or a scene is larger than ``windows.STREAM_PIXELS`` (None),
         opened and read window by window (``core.data.windows``, never a whole scene) with the head
@@ -168,6 +169,9 @@ class TrainingRun:
             _check_two_classes(data.classes)
             self.progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
                                f"{len(data.classes)} classes (read window by window)")
+            if class_balance > 0:
+                self.progress.info("class-balanced sampling is not applied to windows read from disk: "
+                                   "labelled pixels are drawn uniformly")
             sampler, validation = head.streamed(data, modalities, tile=tile, batch_size=batch_size, seed=seed,
                                                 scale_range=scale_range, world_size=self.ctx.world_size)
             return RunData(data, tile, sampler, validation), data.classes
@@ -177,14 +181,15 @@ class TrainingRun:
         tile = run_tile(tile_size, recipe_tile, datas)
         prepared = self.prepare(datas, head, modalities, names=names, ratios=ratios, classes=classes, tile=tile,
                                 validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
-                                to_db=to_db, given_cards=given_cards, scale_range=scale_range)
+                                to_db=to_db, given_cards=given_cards, scale_range=scale_range,
+                                class_balance=class_balance)
         return prepared, classes
 
     def prepare(self, datas: Sequence[SceneData], head: HeadKind, modalities: Sequence[Any], *,
                 names: Sequence[str], ratios: Sequence[int], classes: list[ClassInfo], tile: int,
                 validation_fraction: float, seed: int, batch_size: int,
                 to_db: Sequence[bool] | None = None, given_cards: Sequence[ModalityCard | None] | None = None,
-                scale_range: tuple[float, float] | None = None) -> RunData:
+                scale_range: tuple[float, float] | None = None, class_balance: float = 0.0) -> RunData:
         """Prepare the scenes and build the head kind's sampler and validation over them.
 
         ``modalities``: the network's ModalitySpecs (patch geometry; unused by dense heads).
@@ -195,7 +200,8 @@ class TrainingRun:
         self.progress.info(f"{data.n_train} training and {data.n_val} validation pixels labelled, "
                            f"{len(classes)} classes")
         sampler = head.training_sampler(data.scenes, modalities, tile=tile, n_train=data.n_train,
-                                        batch_size=batch_size, seed=seed, scale_range=scale_range)
+                                        batch_size=batch_size, seed=seed, scale_range=scale_range,
+                                        class_balance=class_balance)
         return RunData(data, tile, sampler, head.validation(data.scenes, modalities, tile=tile, seed=seed),
                        sources=list(datas))
 

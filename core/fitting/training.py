@@ -110,6 +110,7 @@ def train(
     seed: int = 0,
     accumulate: int = 1,
     patience: int | None = None,
+    class_balance: float | None = None,
     max_steps_per_epoch: int | None = None,
     build_kwargs: dict | None = None,
     labels_note: str = "",
@@ -130,6 +131,7 @@ def train(
     (``auto``/``fp32``/``bf16``/``fp16``), ``resume`` (continue from ``<output>.resume.pt``),
     ``baseline`` (a random forest on the same pixels, in the log and the report; core.assessment.baseline),
     ``patience`` (early stopping; None = the recipe's, 0 = every epoch runs),
+    ``class_balance`` (class-balanced sampling power, core.data.samplers; None = the recipe's, 0 = off),
     ``stream`` (read training windows from disk instead of whole scenes, core.data.windows; None =
     when a scene is larger than ``windows.STREAM_PIXELS``; the forest baseline is skipped then).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
@@ -155,6 +157,9 @@ def train(
     epochs = int(epochs) if epochs else rec.epochs
     batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
+    balance = float(rec.class_balance if class_balance is None else class_balance)
+    if not 0.0 <= balance <= 1.0:
+        raise InputError(f"CLASS_BALANCE must be in [0, 1] (0 = off, 1 = every class equally often), got {balance}")
     if epochs < 1 or batch_size < 1 or lr <= 0 or accumulate < 1:
         raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 (0 = the network's default) and "
                          "LEARNING_RATE > 0")
@@ -167,7 +172,8 @@ def train(
         prepared, run_classes = run.prepare_scenes(
             scenes, head, spec.modalities, names=[m.name for m in spec.modalities], ratios=ratios, table=table,
             tile_size=tile_size, recipe_tile=rec.tile_size, validation_fraction=validation_fraction, seed=seed,
-            batch_size=batch_size, stream=stream, to_db=to_db, given_cards=given, scale_range=scale_range)
+            batch_size=batch_size, stream=stream, to_db=to_db, given_cards=given, scale_range=scale_range,
+            class_balance=balance)
         data, tile, streamed = prepared.data, prepared.tile, prepared.streamed
         for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
@@ -185,12 +191,14 @@ def train(
             "arch": arch, "kwargs": kwargs, "cfg": cfg.__dict__, "tile": tile, "fraction": validation_fraction,
             "inputs": data.fingerprints, "classes": [c.to_dict() for c in run_classes],
             "world": run.ctx.world_size, "init": init_model, "scale_range": scale_range,
+            **({"class_balance": balance} if balance else {}),
             **({"streamed": True} if streamed else {}),
         })
         fit = run.loop(net, prepared, cfg, run_classes, run_fingerprint=run_fp, resume=resume)
         provenance = run.provenance(
             data, fit, cfg, labels_note, epochs_requested=epochs, batch_size=batch_size, learning_rate=lr,
             validation_fraction=validation_fraction, device=str(run.device), world_size=run.ctx.world_size,
+            class_balance=balance,
             **init_info,
         )
         card_tile = head.card_tile(tile, rec.tile_size)

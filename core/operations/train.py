@@ -84,6 +84,12 @@ TRAIN = Operation(
                        "network's recipe)", surfaces=CLI_ONLY,
               doc="stop after this many epochs without a better validation score (0 = every epoch runs)",
               doc_default="the network's recipe (PRSANet 20, the others none)", core="patience"),
+        Param("CLASS_BALANCE", "float", "Class-balanced sampling",
+              cli_help="draw each labelled pixel with weight count(its class)^-P: 0 = off, 1 = every class "
+                       "equally often (default: the network's recipe)", surfaces=CLI_ONLY,
+              doc="class-balanced sampling: each labelled pixel is drawn with weight count(its class)^-P "
+                  "(0 = off, 1 = every class equally often; in-memory training only)",
+              doc_default="the network's recipe", core="class_balance"),
         Param("MAX_STEPS_PER_EPOCH", "int", "Steps per epoch at most", cli_help="cap on optimiser steps per epoch",
               surfaces=CLI_ONLY, doc="cap on optimiser steps per epoch", doc_default="none",
               core="max_steps_per_epoch"),
