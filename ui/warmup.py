@@ -1,15 +1,17 @@
 """Load PyTorch in the background while the analyst fills in an mmlc dialog (issue 21).
 
 Importing torch inside a QGIS process takes 2-4 s on the 2-core reference machine (12 s from a
-cold disk), more than from a plain Python (docs/benchmarks.md: the dynamic linker resolves
-libtorch's symbols against QGIS's hundreds of libraries). The plugin does not import torch when it
+cold disk), ~0.7 s more than from a plain Python (docs/benchmarks.md: loading torch's shared
+libraries into a process that has QGIS's libraries loaded took 0.8 s against 0.5 s, the rest is
+spread over torch's import-time work). The plugin does not import torch when it
 loads, so every QGIS start stays light; the first mmlc run of a desktop session used to pay the
 import after the Run click. Now opening an mmlc dialog from the Toolbox (Processing asks the
 algorithm for a custom dialog first: :meth:`MmlcAlgorithm.createCustomParametersWidget`) starts
 one daemon thread that imports torch and points its BLAS back at its own
 (:func:`core.runtime.torch_blas.rebind_torch_blas`); by the time the inputs are chosen, torch is
-ready. Nothing of mmlc is imported on that thread, and a run waits for it before touching torch
-(:func:`wait`), so the two never import the same modules at once.
+ready. Nothing of mmlc is imported on that thread (the rebinding module is imported before it
+starts), and a run waits for it before touching torch (:func:`wait`), so the two never import the
+same modules at once.
 
 Design choice (not from a paper): switch it off with the environment variable
 ``MMLC_NO_WARMUP=1`` (QGIS then imports torch at the first run, as before). It never starts under
@@ -23,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 _thread: Optional[threading.Thread] = None
 #: what the warm-up did: ``seconds`` it took, ``error`` if the import failed (the run then reports it)
@@ -39,17 +41,17 @@ def start() -> bool:
     global _thread
     if _thread is not None or "torch" in sys.modules or not enabled() or importlib.util.find_spec("torch") is None:
         return False
-    _thread = threading.Thread(target=_load, name="mmlc-torch-warmup", daemon=True)
+    from ..core.runtime.torch_blas import rebind_torch_blas  # stdlib + ctypes: imported here, not on the thread
+
+    _thread = threading.Thread(target=_load, args=(rebind_torch_blas,), name="mmlc-torch-warmup", daemon=True)
     _thread.start()
     return True
 
 
-def _load() -> None:
+def _load(rebind_torch_blas: Callable[[], Any]) -> None:
     t = time.perf_counter()
     try:
         import torch  # noqa: F401
-
-        from ..core.runtime.torch_blas import rebind_torch_blas  # stdlib + ctypes only
 
         rebind_torch_blas()
     except Exception as e:  # reported by the run that needs torch, with its own message  # noqa: BLE001
