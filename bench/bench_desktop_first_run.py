@@ -29,10 +29,24 @@ HELD_OUT = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
 DRIVER = r'''
 import json, os, time
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication
+from qgis.PyQt.QtWidgets import QApplication, QMessageBox
 from qgis.utils import iface
 
 OUT = os.environ["MMLC_BENCH_OUT"]
+BOXES = []
+
+
+def close_message_boxes():
+    """A modal box would block the run: record its text and dismiss it."""
+    w = QApplication.activeModalWidget()
+    if isinstance(w, QMessageBox):
+        BOXES.append(w.text())
+        w.done(0)
+
+
+def mark(text):
+    with open(OUT + ".started", "a") as f:
+        f.write(f"{time.time():.1f} {text}\n")
 
 
 def spin(seconds):
@@ -43,25 +57,34 @@ def spin(seconds):
 
 
 def main():
-    rec = {}
+    rec = {"message_boxes": BOXES}
+    with open(OUT + ".started", "w") as f:
+        f.write("main started")
+    watchdog = QTimer()
+    watchdog.timeout.connect(close_message_boxes)
+    watchdog.start(300)
     try:
         from processing import createAlgorithmDialog
         params = {"MODEL": "asanet-demo", "INPUT_1": os.environ["MMLC_BENCH_S2"], "INPUT_2": os.environ["MMLC_BENCH_S1"],
                   "OUTPUT": os.environ["MMLC_BENCH_MAP"], "DEVICE": "cpu"}
+        mark("creating dialog")
         dlg = createAlgorithmDialog("mmlc:classify", params)
+        mark("dialog created")
         dlg.show()
         spin(float(os.environ["MMLC_BENCH_THINK"]))
+        mark("clicking run")
         import sys
         rec["torch_loaded_at_click"] = "torch" in sys.modules
         finished = {}
         dlg.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok))
         t = time.perf_counter()
         dlg.runAlgorithm()
-        deadline = time.time() + 600
+        deadline = time.time() + 300
         while dlg.feedback is not None and time.time() < deadline:
             QApplication.processEvents()
             time.sleep(0.005)
         rec["run_s"] = round(time.perf_counter() - t, 3)
+        mark("run finished")
         rec["ok"] = finished.get("ok", False)
         from mmlc.ui import warmup
         rec["warmup"] = dict(warmup.record)
@@ -70,6 +93,9 @@ def main():
         rec["error"] = repr(e)
     with open(OUT, "w") as f:
         json.dump(rec, f)
+    from qgis.core import QgsProject
+    QgsProject.instance().clear()  # the loaded map would make QGIS ask to save the project
+    QgsProject.instance().setDirty(False)
     QTimer.singleShot(100, iface.actionExit().trigger)
 
 
@@ -97,7 +123,12 @@ def one_round(work: Path, warm: bool, think: float, index: int) -> dict:
         env["MMLC_NO_WARMUP"] = "1"
     try:
         subprocess.run([shutil.which("qgis") or "qgis", "--nologo", "--noversioncheck", "--code", str(driver)],
-                       env=env, cwd=run_dir, capture_output=True, text=True, timeout=900)
+                       env=env, cwd=run_dir, capture_output=True, text=True, timeout=float(os.environ.get('MMLC_BENCH_TIMEOUT', '420')))
+    except subprocess.TimeoutExpired as e:
+        marker = run_dir / "result.json.started"
+        started = marker.read_text() if marker.exists() else False
+        return {"error": f"QGIS did not finish in {e.timeout:.0f} s (driver started: {started})",
+                "output": ((e.stdout or b"")[-1500:] + (e.stderr or b"")[-1500:]).decode(errors="replace")}
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=30)
