@@ -2,8 +2,8 @@
 labels: trained on one half of the scene, tested on the other half, in one run (issue 21).
 
 The network is trained by ``core.api.train`` with its defaults on the training half's labelled
-pixels, classifies the whole scene (``core.api.classify``) and is scored on the test half's
-labelled pixels. The forest (scikit-learn, 300 trees, the six bands per pixel, normalised as the
+pixels, classifies the test half (``core.api.classify`` with its extent) and is scored on the
+test half's labelled pixels. The forest (scikit-learn, 300 trees, the six bands per pixel, normalised as the
 network sees them, same seed) is trained on the same training-half pixels and scored on the same
 test pixels. Inputs: PRSANet and ASANet take bands 1-3 and bands 4, 5, 7 as their two
 modalities; HFD-Net (one input) takes the six bands as one raster.
@@ -48,6 +48,23 @@ def inputs_for(arch: str, tmp: Path) -> list[str]:
         gdal.BuildVRT(path, [str(NC / f"lsat7_2000_{b}.tif") for b in group], separate=True).FlushCache()
         paths.append(path)
     return paths
+
+
+def half_extent(ds, half: np.ndarray) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of the pixels of ``half`` on ``ds``'s grid (north-up)."""
+    x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+    rows, cols = np.nonzero(half)
+    return (x0 + cols.min() * dx, y0 + (rows.max() + 1) * dy, x0 + (cols.max() + 1) * dx, y0 + rows.min() * dy)
+
+
+def on_grid(out, ds) -> np.ndarray:
+    """The class map ``out`` (a window of ``ds``'s grid) placed on the whole grid; 0 elsewhere."""
+    full = np.zeros((ds.RasterYSize, ds.RasterXSize), np.int64)
+    x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+    ox, _, _, oy, _, _ = out.GetGeoTransform()
+    c0, r0 = int(round((ox - x0) / dx)), int(round((oy - y0) / dy))
+    full[r0:r0 + out.RasterYSize, c0:c0 + out.RasterXSize] = out.ReadAsArray()
+    return full
 
 
 def scores(ref: np.ndarray, pred: np.ndarray, classes) -> dict:
@@ -112,9 +129,9 @@ def main() -> int:
             values = [c.value for c in card.classes]
             lut = {v: i for i, v in enumerate(values)}
             t = time.perf_counter()
-            api.classify(str(model), inputs, str(tmp / "map.tif"))
+            api.classify(str(model), inputs, str(tmp / "map.tif"), extent=half_extent(src, test_half))
             classify_s = time.perf_counter() - t
-            pred = gdal.Open(str(tmp / "map.tif")).ReadAsArray()
+            pred = on_grid(gdal.Open(str(tmp / "map.tif")), src)
             test = labelled & test_half & np.isin(labels, values)
             ref = np.array([lut[int(v)] for v in labels[test]])
             net = scores(ref, np.array([lut.get(int(v), -1) for v in pred[test]]), card.classes)
