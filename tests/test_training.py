@@ -398,3 +398,34 @@ def test_recipe_patience_stops_early_and_zero_runs_every_epoch(landsat_stack, nc
     every = train("t_patch_patient", [landsat_stack], labels, str(tmp_path / "b.mmlc"), patience=0, **common)
     assert every.epochs_run == 5
     assert get_spec("prsanet").recipe.patience == 20
+
+
+def test_class_balance_reaches_the_sampler_and_the_card(landsat_stack, nc_landsat, tmp_path):
+    """train(class_balance=P) draws by class weight (the sampler the run built says so), records P
+    in the card's provenance, and refuses a power outside [0, 1] before reading any data."""
+    from mmlc.core.fitting import run as run_module
+    from mmlc.core.modelfiles.modelfile import read_card
+
+    built = []
+    original = run_module.TrainingRun.prepare
+
+    def spy(self, *a, **k):
+        out = original(self, *a, **k)
+        built.append(out.sampler)
+        return out
+
+    labels = str(nc_landsat / "landsat96_points.shp")
+    common = dict(label_field="label", epochs=1, max_steps_per_epoch=1, seed=0, output_report="", baseline=False)
+    run_module.TrainingRun.prepare = spy
+    try:
+        res = train("t_patch", [landsat_stack], labels, str(tmp_path / "cb.mmlc"), class_balance=1.0, **common)
+    finally:
+        run_module.TrainingRun.prepare = original
+    sampler = built[0]
+    drawn = sampler.index[sampler.drawn(0)]
+    counts = np.bincount([int(sampler.scenes[si].target[r, c]) for si, r, c in drawn])
+    counts = counts[counts > 0]
+    assert counts.max() / counts.min() < 2.5  # the points' classes differ up to ~10x in count
+    assert read_card(res.model_path).provenance["class_balance"] == 1.0
+    with pytest.raises(InputError, match="CLASS_BALANCE"):
+        train("t_patch", ["/nonexistent.tif"], labels, str(tmp_path / "x.mmlc"), class_balance=1.5, **common)

@@ -235,8 +235,10 @@ class PatchSampler:
         if max_items is not None and len(self.index) > max_items:
             keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(self.index), max_items, replace=False))
             self.index = self.index[keep]
-        classes = np.array([self.scenes[si].target[r, c] for si, r, c in self.index], np.int64) \
-            if class_balance > 0 else np.zeros(0, np.int64)
+        classes = np.zeros(len(self.index) if class_balance > 0 else 0, np.int64)
+        for si, s in enumerate(self.scenes if class_balance > 0 else []):
+            mine = self.index[:, 0] == si
+            classes[mine] = s.target[self.index[mine, 1], self.index[mine, 2]]
         weights = class_weights(classes, class_balance)
         self._cdf = None if weights is None else np.cumsum(weights)
         self._drawn: tuple[int, np.ndarray] | None = None

@@ -147,6 +147,9 @@ def train(
     except KeyError as e:
         raise InputError(str(e.args[0]) if e.args else f"unknown architecture {architecture!r}") from e
     arch, rec, head = spec.name, spec.recipe, head_kind(spec)
+    balance = float(rec.class_balance if class_balance is None else class_balance)
+    if not 0.0 <= balance <= 1.0:
+        raise InputError(f"CLASS_BALANCE must be in [0, 1] (0 = off, 1 = every class equally often), got {balance}")
     scenes = _scenes_of(spec, inputs, labels, label_field, scenes)
     n_mod = len(spec.modalities)
     variant = resolve_variant(spec, variant)  # options are checked before any data is read
@@ -157,9 +160,6 @@ def train(
     epochs = int(epochs) if epochs else rec.epochs
     batch_size = int(batch_size) if batch_size else rec.batch_size
     lr = float(learning_rate if learning_rate is not None else rec.lr)
-    balance = float(rec.class_balance if class_balance is None else class_balance)
-    if not 0.0 <= balance <= 1.0:
-        raise InputError(f"CLASS_BALANCE must be in [0, 1] (0 = off, 1 = every class equally often), got {balance}")
     if epochs < 1 or batch_size < 1 or lr <= 0 or accumulate < 1:
         raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 (0 = the network's default) and "
                          "LEARNING_RATE > 0")
