@@ -13,7 +13,8 @@ modalities; HFD-Net (one input) takes the six bands as one raster.
 initialisation, sampling and validation split; the forest's seed follows). Each seed prints one
 line per model and the differences; the last line summarises them.
 Run: ``PYTHONPATH=build/pkg .venv/bin/python bench/bench_baseline.py [--arch prsanet] [--variant V]
-[--split west-east] [--seeds 0] [--epochs N] [--tile-size N] [--class-balance P]``.
+[--split west-east] [--seeds 0] [--epochs N] [--tile-size N] [--class-balance P]
+[--validation-fraction F]``.
 """
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated seeds, one network and one forest each")
     ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     ap.add_argument("--tile-size", type=int, default=None, help="tile size of dense models (default: the recipe's)")
+    ap.add_argument("--validation-fraction", type=float, default=0.2,
+                    help="share of the training half's labels in validation blocks (0: none, every epoch runs)")
     ap.add_argument("--class-balance", type=float, default=None,
                     help="class-balanced sampling power (default: the recipe's; 0 = off)")
     args = ap.parse_args()
@@ -115,7 +118,8 @@ def main() -> int:
         out = None
         labelled = (labels != nodata) & (labels > 0)
         print(f"{args.arch}{' ' + args.variant if args.variant else ''}, split {args.split}, class balance "
-              f"{'recipe' if args.class_balance is None else args.class_balance}: "
+              f"{'recipe' if args.class_balance is None else args.class_balance}, validation fraction "
+              f"{args.validation_fraction}: "
               f"{int((labelled & train_half).sum())} training / {int((labelled & test_half).sum())} test pixels",
               flush=True)
         for seed in seeds:
@@ -123,7 +127,7 @@ def main() -> int:
             t = time.perf_counter()
             res = api.train(args.arch, inputs, train_path, str(model), variant=args.variant, epochs=args.epochs,
                             tile_size=args.tile_size, seed=seed, output_report="", baseline=False,
-                            class_balance=args.class_balance)
+                            class_balance=args.class_balance, validation_fraction=args.validation_fraction)
             train_s = time.perf_counter() - t
             card = read_card(model)
             values = [c.value for c in card.classes]
