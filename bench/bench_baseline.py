@@ -136,7 +136,13 @@ def main() -> int:
             api.classify(str(model), inputs, str(tmp / "map.tif"), extent=half_extent(src, test_half))
             classify_s = time.perf_counter() - t
             pred = on_grid(gdal.Open(str(tmp / "map.tif")), src)
-            test = labelled & test_half & np.isin(labels, values)
+            # pixels where an input is nodata are nodata in the map (classify's contract): both are
+            # scored on the pixels the network classified, and the count left out is printed
+            candidates = labelled & test_half & np.isin(labels, values)
+            test = candidates & np.isin(pred, values)
+            if (candidates & ~test).any():
+                print(f"seed {seed}: {int((candidates & ~test).sum())} test pixels are nodata in an input "
+                      "(no class in the map): left out for both", flush=True)
             ref = np.array([lut[int(v)] for v in labels[test]])
             net = scores(ref, np.array([lut.get(int(v), -1) for v in pred[test]]), card.classes)
             print(f"seed {seed} network {args.arch} (epochs {res.epochs_run}, train {train_s:.0f} s, classify "
