@@ -169,7 +169,7 @@ def _run_train(a: argparse.Namespace, progress: Any) -> str:
         scenes=scenes, variant=a.VARIANT, label_field=a.LABEL_FIELD, classes=a.CLASSES, epochs=a.EPOCHS,
         batch_size=a.BATCH_SIZE, learning_rate=a.LEARNING_RATE, tile_size=a.TILE_SIZE,
         init_model=a.INIT_MODEL, device=a.DEVICE or "auto", output_report=a.OUTPUT_REPORT,
-        seed=a.SEED or 0, accumulate=a.ACCUMULATE or 1, patience=a.PATIENCE, class_balance=a.CLASS_BALANCE,
+        seed=a.SEED or 0, accumulate=a.ACCUMULATE or 1, patience=a.PATIENCE, class_balance=a.CLASS_BALANCE, refit_epochs=a.REFIT_EPOCHS,
         max_steps_per_epoch=a.MAX_STEPS_PER_EPOCH, labels_note=a.LABELS_NOTE or "", progress=progress,
         stream=True if a.STREAM else None,
     )

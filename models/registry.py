@@ -68,6 +68,9 @@ class Recipe:
     #: class-balanced sampling: each labelled pixel drawn with weight count(its class) ** -class_balance
     #: (0 = off; core.data.samplers)
     class_balance: float = 0.0
+    #: after the run with validation, train a fresh network on every labelled pixel for this many
+    #: epochs and keep it (core.fitting.training._refit); None = off
+    refit_epochs: int | None = None
 
 
 @dataclass(frozen=True)

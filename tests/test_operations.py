@@ -27,7 +27,7 @@ FROZEN_PROCESSING = {
     "evaluate": ["PREDICTION", "REFERENCE", "REFERENCE_VECTOR", "LABEL_FIELD", "OUTPUT_REPORT", "OUTPUT_TABLE"],
 }
 CLI_ONLY = {"classify": {"SCENES", "OUTPUT_FOLDER"},
-            "train": {"SEED", "ACCUMULATE", "PATIENCE", "CLASS_BALANCE", "MAX_STEPS_PER_EPOCH", "LABELS_NOTE", "DATASET", "STREAM"},
+            "train": {"SEED", "ACCUMULATE", "PATIENCE", "CLASS_BALANCE", "REFIT_EPOCHS", "MAX_STEPS_PER_EPOCH", "LABELS_NOTE", "DATASET", "STREAM"},
             "distill": {"SEED", "NO_COMPARE", "STREAM"}, "evaluate": set()}
 PROCESSING_ONLY = {"classify": {"OUTPUT_AREAS"}, "train": set(), "distill": set(), "evaluate": set()}
 #: Where the command line, left without the option, does not get the dialog's default (each with

@@ -429,3 +429,29 @@ def test_class_balance_reaches_the_sampler_and_the_card(landsat_stack, nc_landsa
     assert read_card(res.model_path).provenance["class_balance"] == 1.0
     with pytest.raises(InputError, match="CLASS_BALANCE"):
         train("t_patch", ["/nonexistent.tif"], labels, str(tmp_path / "x.mmlc"), class_balance=1.5, **common)
+
+
+def test_refit_trains_a_fresh_network_on_every_labelled_pixel(landsat_stack, nc_landsat, tmp_path):
+    """With refit_epochs, the run with validation is followed by a fresh network trained on all
+    labelled pixels (validation blocks included) for that many epochs; its weights are the ones
+    written, the card says so, and the report's scores are the first run's. 0 turns it off."""
+    import torch
+    from mmlc.core.modelfiles.modelfile import load_model_file
+
+    labels = str(nc_landsat / "landsat96_points.shp")
+    common = dict(label_field="label", epochs=2, max_steps_per_epoch=2, seed=0, output_report="", baseline=False)
+    plain = train("t_patch", [landsat_stack], labels, str(tmp_path / "plain.mmlc"), refit_epochs=0, **common)
+    refit = train("t_patch", [landsat_stack], labels, str(tmp_path / "refit.mmlc"), refit_epochs=1, **common)
+    card, state = load_model_file(refit.model_path)[:2]
+    assert card.provenance["refit_epochs"] == 1
+    # every labelled pixel: more than the first run trained on (its validation blocks and guard band added)
+    assert card.provenance["refit_pixels"] > card.provenance["train_pixels"] == plain.card.provenance["train_pixels"]
+    assert "refit_epochs" not in plain.card.provenance
+    def scores(history):  # the logged values, without the timings
+        return [{k: v for k, v in h.items() if "time" not in k and not k.endswith("_s")} for h in history]
+
+    assert refit.best_metric == plain.best_metric and scores(refit.history) == scores(plain.history)  # same first run
+    plain_state = load_model_file(plain.model_path)[1]
+    assert any(not torch.equal(state[k], plain_state[k]) for k in state)  # but the weights kept are the refit's
+    with pytest.raises(InputError, match="REFIT_EPOCHS"):
+        train("t_patch", [landsat_stack], labels, str(tmp_path / "x.mmlc"), refit_epochs=-1, **common)

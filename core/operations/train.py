@@ -90,6 +90,13 @@ TRAIN = Operation(
               doc="class-balanced sampling: each labelled pixel is drawn with weight count(its class)^-P "
                   "(0 = off, 1 = every class equally often; in-memory training only)",
               doc_default="the network's recipe", core="class_balance"),
+        Param("REFIT_EPOCHS", "int", "Refit epochs",
+              cli_help="after the run with validation, train a fresh network on all labelled pixels for this many "
+                       "epochs and keep it (0 = off; default: the network's recipe)", surfaces=CLI_ONLY,
+              doc="after the run with validation, train a fresh network on every labelled pixel (validation "
+                  "blocks included) for this many epochs and keep it; the report's scores come from the first run "
+                  "(0 = off)",
+              doc_default="the network's recipe (PRSANet 20, the others off)", core="refit_epochs"),
         Param("MAX_STEPS_PER_EPOCH", "int", "Steps per epoch at most", cli_help="cap on optimiser steps per epoch",
               surfaces=CLI_ONLY, doc="cap on optimiser steps per epoch", doc_default="none",
               core="max_steps_per_epoch"),
