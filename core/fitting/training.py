@@ -134,8 +134,8 @@ def train(
     ``patience`` (early stopping; None = the recipe's, 0 = every epoch runs),
     ``class_balance`` (class-balanced sampling power, core.data.samplers; None = the recipe's, 0 = off),
     ``refit_epochs`` (after the run with validation, train a fresh network on every labelled pixel,
-    validation blocks included, for this many epochs and keep that one; None = the recipe's, 0 = off;
-    see :func:`_refit`),
+    validation blocks included, for this many epochs, at most ``epochs``, and keep that one; None =
+    the recipe's, 0 = off; see :func:`_refit`),
     ``stream`` (read training windows from disk instead of whole scenes, core.data.windows; None =
     when a scene is larger than ``windows.STREAM_PIXELS``; the forest baseline is skipped then).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
@@ -201,7 +201,8 @@ def train(
             **({"streamed": True} if streamed else {}),
         })
         fit = run.loop(net, prepared, cfg, run_classes, run_fingerprint=run_fp, resume=resume)
-        refit = int(rec.refit_epochs or 0) if refit_epochs is None else int(refit_epochs)
+        # never more epochs than the run was given (EPOCHS 3 asks for a short run, refit included)
+        refit = min(epochs, int(rec.refit_epochs or 0) if refit_epochs is None else int(refit_epochs))
         refit_info: dict[str, Any] = {}
         if refit > 0 and data.n_val > 0 and not streamed:
             fit, refit_info = _refit(run, prepared, fit, cfg, refit, spec=spec, variant=variant, head=head,

@@ -94,8 +94,8 @@ TRAIN = Operation(
               cli_help="after the run with validation, train a fresh network on all labelled pixels for this many "
                        "epochs and keep it (0 = off; default: the network's recipe)", surfaces=CLI_ONLY,
               doc="after the run with validation, train a fresh network on every labelled pixel (validation "
-                  "blocks included) for this many epochs and keep it; the report's scores come from the first run "
-                  "(0 = off)",
+                  "blocks included) for this many epochs (at most `EPOCHS`) and keep it; the report's scores come "
+                  "from the first run (0 = off)",
               doc_default="the network's recipe (PRSANet 20, the others off)", core="refit_epochs"),
         Param("MAX_STEPS_PER_EPOCH", "int", "Steps per epoch at most", cli_help="cap on optimiser steps per epoch",
               surfaces=CLI_ONLY, doc="cap on optimiser steps per epoch", doc_default="none",
