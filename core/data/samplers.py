@@ -67,6 +67,12 @@ def class_weights(classes: np.ndarray, power: float) -> np.ndarray | None:
     return w / w.sum()
 
 
+def draw(cdf: np.ndarray, u: np.ndarray | float) -> np.ndarray | int:
+    """Indices drawn by the cumulative weights ``cdf`` for uniform numbers ``u`` in [0, 1)."""
+    picks = np.minimum(np.searchsorted(cdf, np.asarray(u) * cdf[-1], side="right"), len(cdf) - 1)
+    return picks if np.ndim(picks) else int(picks)
+
+
 def augment(arrays: list[np.ndarray], label: np.ndarray | None, rng: np.random.Generator):
     """Same random flip / 90-degree rotation for every modality and the label (dihedral group D4)."""
     k = int(rng.integers(4))
@@ -145,8 +151,7 @@ class DenseTileSampler:
         s = self.scenes[si]
         h, w = s.target.shape
         cdf = self._anchor_cdf[si]
-        k = int(rng.integers(len(self._pixels[si]))) if cdf is None else \
-            min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+        k = int(rng.integers(len(self._pixels[si]))) if cdf is None else draw(cdf, rng.random())
         pix = self._pixels[si][k]
         pr, pc = divmod(int(pix), w)
         size = min(size, h, w)
@@ -251,8 +256,7 @@ class PatchSampler:
         replacement by class weight (a pure function of seed and epoch, cached for the epoch)."""
         if self._drawn is None or self._drawn[0] != epoch:
             u = np.random.default_rng([int(self.seed), int(epoch), 7919]).random(len(self.index))
-            picks = np.minimum(np.searchsorted(self._cdf, u * self._cdf[-1], side="right"), len(self.index) - 1)
-            self._drawn = (epoch, picks)
+            self._drawn = (epoch, draw(self._cdf, u))
         return self._drawn[1]
 
     def item(self, epoch: int, index: int) -> tuple[list[np.ndarray], np.ndarray]:

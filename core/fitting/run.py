@@ -27,6 +27,7 @@ from ..classes import ClassInfo
 from ..data import streamed_prepare, windows
 from ..data.datasets import Scene, SceneData, load_scene
 from ..data.prepare import PreparedData, prepare_data, resolve_classes, run_tile
+from ..data.samplers import IGNORE
 from ..engine.atomic import RunFiles
 from ..engine.output_paths import check_outputs
 from ..errors import InputError
@@ -204,6 +205,26 @@ class TrainingRun:
                                         class_balance=class_balance)
         return RunData(data, tile, sampler, head.validation(data.scenes, modalities, tile=tile, seed=seed),
                        sources=list(datas))
+
+    def with_all_labels(self, prepared: RunData, head: HeadKind, modalities: Sequence[Any], *, batch_size: int,
+                        seed: int, scale_range: tuple[float, float] | None = None,
+                        class_balance: float = 0.0) -> RunData:
+        """``prepared`` (in memory) with every labelled pixel for training and none for validation,
+        as :meth:`prepare` with ``validation_fraction=0`` gives, reusing the normalised scenes
+        instead of preparing them again (the refit's data, core.fitting.training)."""
+        import dataclasses
+
+        import numpy as np
+
+        scenes = [dataclasses.replace(s, train=s.target != IGNORE, val=np.zeros_like(s.val))
+                  for s in prepared.data.scenes]
+        n_train = sum(int(s.train.sum()) for s in scenes)
+        data = dataclasses.replace(prepared.data, scenes=scenes, n_train=n_train, n_val=0)
+        sampler = head.training_sampler(scenes, modalities, tile=prepared.tile, n_train=n_train,
+                                        batch_size=batch_size, seed=seed, scale_range=scale_range,
+                                        class_balance=class_balance)
+        return RunData(data, prepared.tile, sampler, head.validation(scenes, modalities, tile=prepared.tile, seed=seed),
+                       sources=prepared.sources)
 
     def loop(self, net: Any, run_data: RunData, cfg: LoopConfig, classes: Sequence[ClassInfo], *,
              run_fingerprint: str = "", resume: bool = True,

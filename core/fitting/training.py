@@ -207,7 +207,7 @@ def train(
         if refit > 0 and data.n_val > 0 and not streamed:
             fit, refit_info = _refit(run, prepared, fit, cfg, refit, spec=spec, variant=variant, head=head,
                                      classes=run_classes, build_kwargs=build_kwargs, init_model=init_model,
-                                     seed=seed, batch_size=batch_size, to_db=to_db, scale_range=scale_range,
+                                     seed=seed, batch_size=batch_size, scale_range=scale_range,
                                      class_balance=balance)
         elif refit > 0:
             progress.info("no refit: " + ("windows are read from disk" if streamed else "no validation blocks"))
@@ -235,9 +235,9 @@ def train(
 
 def _refit(run: TrainingRun, prepared: Any, fit: Any, cfg: LoopConfig, epochs: int, *, spec: Any, variant: Any,
            head: Any, classes: list[ClassInfo], build_kwargs: dict | None, init_model: str | None, seed: int,
-           batch_size: int, to_db: Any, scale_range: Any, class_balance: float) -> tuple[Any, dict]:
+           batch_size: int, scale_range: Any, class_balance: float) -> tuple[Any, dict]:
     """Train a fresh network on every labelled pixel (validation blocks included) for ``epochs``
-    epochs, with the first run's normalisation, and return the first run's Fit carrying its weights.
+    epochs, on the first run's normalised scenes, and return the first run's Fit carrying its weights.
 
     Why (a design choice for small label sets, not from the papers; issue 21): on the North
     Carolina labels the validation blocks of a few hundred pixels picked PRSANet's epoch badly on
@@ -253,10 +253,8 @@ def _refit(run: TrainingRun, prepared: Any, fit: Any, cfg: LoopConfig, epochs: i
     run.progress.info(f"refit: a fresh network on all {data.n_train + data.n_val} labelled pixels (validation "
                       f"blocks included) for {epochs} epochs; it is the model written, the validation scores "
                       "above estimate it")
-    everything = run.prepare(prepared.sources, head, spec.modalities, names=[m.name for m in spec.modalities],
-                             ratios=[m.grid_ratio for m in spec.modalities], classes=classes, tile=prepared.tile,
-                             validation_fraction=0.0, seed=seed, batch_size=batch_size, to_db=to_db,
-                             given_cards=data.modality_cards, scale_range=scale_range, class_balance=class_balance)
+    everything = run.with_all_labels(prepared, head, spec.modalities, batch_size=batch_size, seed=seed,
+                                     scale_range=scale_range, class_balance=class_balance)
     torch.manual_seed(seed)
     net, _ = build_network(spec, variant, data.band_counts, len(classes), build_kwargs)
     if init_model:
