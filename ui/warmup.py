@@ -14,9 +14,10 @@ starts), and a run waits for it before touching torch (:func:`wait`), so the two
 same modules at once.
 
 Design choice (not from a paper): switch it off with the environment variable
-``MMLC_NO_WARMUP=1`` (QGIS then imports torch at the first run, as before). It never starts under
-``qgis_process`` or ``processing.run`` (no dialog is opened), when torch is already imported, or
-when torch is missing (the install dialog handles that).
+``MMLC_NO_WARMUP=1`` (QGIS then imports torch at the first run, as before). Under ``qgis_process``
+it starts as the provider registers, only when the command runs an mmlc algorithm
+(:func:`start_for_qgis_process`). It never starts for ``processing.run`` (no dialog is opened),
+when torch is already imported, or when torch is missing (the install dialog handles that).
 """
 from __future__ import annotations
 
@@ -41,19 +42,39 @@ def start() -> bool:
     global _thread
     if _thread is not None or "torch" in sys.modules or not enabled() or importlib.util.find_spec("torch") is None:
         return False
+    from ..core.runtime.heap import frozen_heap  # stdlib only
     from ..core.runtime.torch_blas import rebind_torch_blas  # stdlib + ctypes: imported here, not on the thread
 
-    _thread = threading.Thread(target=_load, args=(rebind_torch_blas,), name="mmlc-torch-warmup", daemon=True)
+    _thread = threading.Thread(target=_load, args=(rebind_torch_blas, frozen_heap), name="mmlc-torch-warmup",
+                               daemon=True)
     _thread.start()
     return True
 
 
-def _load(rebind_torch_blas: Callable[[], Any]) -> None:
+def start_for_qgis_process(platform: str, arguments: list[str]) -> bool:
+    """Start the warm-up when this process is ``qgis_process run mmlc:...`` (called as the provider
+    registers, True if started).
+
+    ``qgis_process`` opens no dialog, and between loading the plugins and running the algorithm it
+    still spends ~0.6 s of its own start-up (other providers, the parameters): torch's import
+    overlaps it on another core instead of starting inside the run. Any other process (the desktop,
+    a standalone script, ``qgis_process`` running another provider's algorithm or listing) imports
+    nothing."""
+    if platform != "qgis_process":
+        return False
+    args = [a for a in arguments[1:] if not a.startswith("-")]
+    if len(args) < 2 or args[0] != "run" or not args[1].startswith("mmlc:"):
+        return False
+    return start()
+
+
+def _load(rebind_torch_blas: Callable[[], Any], frozen_heap: Callable[[], Any]) -> None:
     t = time.perf_counter()
     try:
-        import torch  # noqa: F401
+        with frozen_heap():  # torch's import triggers full collections: they skip QGIS's heap (core/runtime/heap.py)
+            import torch  # noqa: F401
 
-        rebind_torch_blas()
+            rebind_torch_blas()
     except Exception as e:  # reported by the run that needs torch, with its own message  # noqa: BLE001
         record["error"] = f"{type(e).__name__}: {e}"
     record["seconds"] = round(time.perf_counter() - t, 2)
