@@ -16,6 +16,9 @@ the median of the per-pair ratios qgis_process / CLI, twice:
 BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/runtime/torch_blas.py``).
 Both runs of a pair get the same extent (the CLI's ``EXTENT`` is xmin,ymin,xmax,ymax, Processing's
 xmin,xmax,ymin,ymax [CRS]; checked: the core call receives the same tuple from both).
+``--before-gc`` adds qgis_process as it was in session 6 (``MMLC_KEEP_GC=1``: Python's collector
+walks QGIS's whole heap in every full collection during the run; ``MMLC_NO_WARMUP=1``: torch loads
+inside the run rather than while qgis_process starts up).
 ``--warm`` adds a CLI and a qgis_process variant whose processes import torch and mmlc's modules
 before the core call (the state of a desktop session after its first mmlc run; under qgis_process
 every command is a first run), compared with each other.
@@ -24,7 +27,7 @@ own case); each built-in model on its demo patch, and the dense/patch demos also
 tiled into one VRT, 2 x 2 (per-pixel PRSANet) or 16 x 16 (1920 x 1920 px, the dense models):
 timing only, where per-pixel work outweighs the fixed costs.
 Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
-[--only prsanet] [--before] [--warm]``; on a 2-core machine one run takes 30-60 minutes.
+[--only prsanet] [--before] [--before-gc] [--warm]``; on a 2-core machine one run takes 30-60 minutes.
 """
 from __future__ import annotations
 
@@ -203,6 +206,9 @@ def main() -> int:
     ap.add_argument("--warm", action="store_true",
                     help="also run both with torch and mmlc's modules imported before the core call (a desktop "
                          "session's second and later runs); prints 'warm' ratios")
+    ap.add_argument("--before-gc", action="store_true",
+                    help="also run qgis_process as in session 6: the collector walks QGIS's heap during the run "
+                         "(MMLC_KEEP_GC=1) and torch loads inside the run (MMLC_NO_WARMUP=1)")
     args = ap.parse_args()
 
     from mmlc.core.modelfiles.builtin import list_builtin
@@ -268,6 +274,9 @@ def main() -> int:
                 variants["cli, warm"] = (cli_command(case, tmp / f"cliwarm{suffix}"), dict(cenv, MMLC_BENCH_WARM="1"))
                 variants["qgis_process, warm"] = (qgis_command(case, tmp / f"qgiswarm{suffix}"),
                                                   dict(qenv, MMLC_BENCH_WARM="1"))
+            if args.before_gc:
+                variants["qgis_process, as in session 6"] = (
+                    qgis_command(case, tmp / f"gc{suffix}"), dict(qenv, MMLC_KEEP_GC="1", MMLC_NO_WARMUP="1"))
             if args.before:
                 variants["qgis_process, BLAS binding left alone"] = (
                     qgis_command(case, tmp / f"before{suffix}"), dict(qenv, MMLC_KEEP_TORCH_BLAS_BINDING="1"))
