@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Optional
 
 from qgis.core import Qgis, QgsApplication
-from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .ui import deps, warmup
+from .ui import deps
 from .ui.algorithms.base import ICON_PATH
 from .ui.provider import MmlcProvider
 
@@ -35,8 +34,6 @@ class MmlcPlugin:
         if self.provider is None:
             self.provider = MmlcProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
-            # `qgis_process run mmlc:...`: torch loads while qgis_process finishes starting up
-            warmup.start_for_qgis_process(QgsApplication.platform(), list(QCoreApplication.arguments()))
 
     # -- GUI -----------------------------------------------------------------------------------
     def initGui(self) -> None:  # noqa: N802

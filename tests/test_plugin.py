@@ -123,48 +123,6 @@ def test_opening_a_dialog_loads_torch_in_the_background() -> None:
     assert any("first run in a QGIS session" in m for m in got["messages"])  # the run imported torch itself
 
 
-QGIS_PROCESS_PROBE = textwrap.dedent("""
-    import json, sys
-    from qgis.core import QgsApplication
-    platform, args = sys.argv[1], sys.argv[2:]
-    try:
-        app = QgsApplication(args, False, '', platform)
-    except TypeError:  # QGIS 3.22's binding of this constructor takes argv as bytes
-        app = QgsApplication([a.encode() for a in args], False, '', platform)
-    app.initQgis()
-    import mmlc
-    from mmlc.ui import warmup
-    p = mmlc.classFactory(None); p.initProcessing()  # what qgis_process does as it loads the plugins
-    started = warmup._thread is not None
-    if started:
-        warmup.wait()
-    print(json.dumps({"platform": QgsApplication.platform(), "started": started,
-                      "torch": 'torch' in sys.modules, "record": warmup.record}))
-    p.unload()
-""")
-
-
-@pytest.mark.parametrize("platform, args, starts", [
-    ("qgis_process", ["qgis_process.bin", "run", "mmlc:classify", "--", "MODEL=asanet-demo"], True),
-    ("qgis_process", ["qgis_process.bin", "--json", "run", "mmlc:train", "--", "EPOCHS=2"], True),
-    ("qgis_process", ["qgis_process.bin", "run", "native:buffer", "--", "DISTANCE=2"], False),
-    ("qgis_process", ["qgis_process.bin", "help", "mmlc:classify"], False),
-    ("qgis_process", ["qgis_process.bin", "list"], False),
-    ("external", ["python3", "run", "mmlc:classify"], False),  # a standalone script: not qgis_process
-])
-def test_qgis_process_running_mmlc_loads_torch_as_the_provider_registers(platform: str, args: list,
-                                                                       starts: bool) -> None:
-    """``qgis_process run mmlc:...`` starts importing torch as the plugin registers its provider,
-    while qgis_process finishes its own start-up (ui/warmup.start_for_qgis_process); any other
-    command, and any other process, imports nothing at load."""
-    out = subprocess.run([sys.executable, "-c", QGIS_PROCESS_PROBE, platform, *args], env=_env(),
-                         capture_output=True, text=True, timeout=300)
-    got = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else pytest.fail(out.stderr[-3000:])
-    assert got["platform"] == platform
-    assert got["started"] is starts and got["torch"] is starts
-    assert ("seconds" in got["record"] and "error" not in got["record"]) if starts else got["record"] == {}
-
-
 def test_missing_torch_loads_and_explains_install() -> None:
     """QGIS's own Python without torch (Debian's /usr/bin/python3, outside our venv): the plugin
     loads and the algorithms point to the install dialog and the headless install-deps command. Where
