@@ -5,9 +5,13 @@ Each round starts the real QGIS desktop (under its own Xvfb, a private profile w
 opens the *Classify land cover* dialog from ``processing.createAlgorithmDialog`` (the path the
 Toolbox takes), fills it (``asanet-demo`` on a held-out BigEarthNet pair), leaves it open for
 ``--think`` seconds (an analyst choosing inputs), clicks Run and times the run from the click to the
-end. Rounds alternate ``MMLC_NO_WARMUP=1`` (the import happens after the click) and the default.
-Run: ``.venv/bin/python bench/bench_desktop_first_run.py [--rounds 3] [--think 5]`` (needs ``qgis``
-and ``Xvfb``; ~20 s per round here).
+end, then opens the dialog again for a second run (a later run of the session, torch loaded) and
+times that too. Rounds alternate ``MMLC_NO_WARMUP=1`` (the import happens after the click) and the
+default, or with ``--compare gc`` ``MMLC_KEEP_GC=1`` (Python's collector walks QGIS's whole heap
+during the runs, core/runtime/heap.py) and the default.
+Run: ``.venv/bin/python bench/bench_desktop_first_run.py [--rounds 3] [--think 5] [--compare gc]``
+(needs ``qgis`` and ``Xvfb``; ~25 s per round here). Each round also runs the same classification
+with ``python -m mmlc classify`` (a fresh process) for comparison.
 """
 from __future__ import annotations
 
@@ -89,6 +93,23 @@ def main():
         from mmlc.ui import warmup
         rec["warmup"] = dict(warmup.record)
         dlg.close()
+        # a later run of the same session: the same dialog again, torch long loaded
+        params["OUTPUT"] = os.environ["MMLC_BENCH_MAP"].replace(".tif", "_2.tif")
+        dlg = createAlgorithmDialog("mmlc:classify", params)
+        dlg.show()
+        spin(1.0)
+        finished.clear()
+        dlg.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok))
+        t = time.perf_counter()
+        dlg.runAlgorithm()
+        deadline = time.time() + 300
+        while dlg.feedback is not None and time.time() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.005)
+        rec["run2_s"] = round(time.perf_counter() - t, 3)
+        rec["ok2"] = finished.get("ok", False)
+        mark("second run finished")
+        dlg.close()
     except Exception as e:  # recorded for the bench to print
         rec["error"] = repr(e)
     with open(OUT, "w") as f:
@@ -103,7 +124,7 @@ QTimer.singleShot(1500, main)
 '''
 
 
-def one_round(work: Path, warm: bool, think: float, index: int) -> dict:
+def one_round(work: Path, warm: bool, think: float, index: int, switch: str = "MMLC_NO_WARMUP") -> dict:
     from conftest import _profile, _start_xvfb  # the desktop tests' profile and Xvfb
 
     run_dir = work / f"round{index}-{'warm' if warm else 'cold'}"
@@ -120,7 +141,7 @@ def one_round(work: Path, warm: bool, think: float, index: int) -> dict:
                MMLC_BENCH_S2=str(BEN / f"{HELD_OUT}__s2_10band_10m.tif"),
                MMLC_BENCH_S1=str(BEN / f"{HELD_OUT}__s1_vv_vh_db.tif"), MMLC_BENCH_MAP=str(run_dir / "map.tif"))
     if not warm:
-        env["MMLC_NO_WARMUP"] = "1"
+        env[switch] = "1"
     try:
         subprocess.run([shutil.which("qgis") or "qgis", "--nologo", "--noversioncheck", "--code", str(driver)],
                        env=env, cwd=run_dir, capture_output=True, text=True, timeout=float(os.environ.get('MMLC_BENCH_TIMEOUT', '420')))
@@ -136,30 +157,56 @@ def one_round(work: Path, warm: bool, think: float, index: int) -> dict:
     return json.loads(result.read_text()) if result.exists() else {"error": "QGIS wrote no result"}
 
 
+def cli_round(out: Path) -> float:
+    """Wall seconds of ``python -m mmlc classify`` on the same inputs (a fresh process: torch included)."""
+    env = dict(os.environ, GDAL_PAM_ENABLED="NO", PYTHONPATH=str(ROOT / "build" / "pkg"))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mmlc", "classify", "--MODEL", "asanet-demo", "--DEVICE", "cpu",
+                    "--INPUT_1", str(BEN / f"{HELD_OUT}__s2_10band_10m.tif"),
+                    "--INPUT_2", str(BEN / f"{HELD_OUT}__s1_vv_vh_db.tif"), "--OUTPUT", str(out)],
+                   env=env, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - t
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--think", type=float, default=5.0, help="seconds the dialog stays open before Run")
+    ap.add_argument("--compare", choices=("warmup", "gc"), default="warmup",
+                    help="what alternates: the background torch load (MMLC_NO_WARMUP=1 off) or the frozen heap "
+                         "during runs (MMLC_KEEP_GC=1 off, core/runtime/heap.py)")
     args = ap.parse_args()
+    switch = {"warmup": "MMLC_NO_WARMUP", "gc": "MMLC_KEEP_GC"}[args.compare]
+    what = {"warmup": "warm-up", "gc": "heap freeze"}[args.compare]
+    label = {True: f"{what} on ", False: f"{what} off"}
     if not shutil.which("qgis") or not shutil.which("Xvfb"):
         print("skipped: needs the QGIS desktop and Xvfb")
         return 0
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; dialog open {args.think:.0f} s "
           "before Run", flush=True)
-    runs: dict[bool, list[float]] = {True: [], False: []}
+    runs: dict[tuple[str, bool], list[float]] = {(k, w): [] for k in ("run_s", "run2_s") for w in (True, False)}
     with tempfile.TemporaryDirectory(prefix="mmlc-bench-desktop-") as tmp:
         for r in range(args.rounds):
             for warm in ((False, True) if r % 2 == 0 else (True, False)):
                 t = time.perf_counter()
-                rec = one_round(Path(tmp), warm, args.think, r)
-                print(f"round {r + 1} {'warm-up on ' if warm else 'warm-up off'}: {json.dumps(rec)} "
+                rec = one_round(Path(tmp), warm, args.think, r, switch)
+                print(f"round {r + 1} {label[warm]}: {json.dumps(rec)} "
                       f"(QGIS session {time.perf_counter() - t:.0f} s)", flush=True)
-                if rec.get("ok"):
-                    runs[warm].append(rec["run_s"])
+                cli_s = cli_round(Path(tmp) / f"cli{r}-{int(warm)}.tif")
+                print(f"round {r + 1} CLI, whole command: {cli_s:.2f} s", flush=True)
+                runs.setdefault(("cli", True), []).append(cli_s)
+                for key, ok in (("run_s", "ok"), ("run2_s", "ok2")):
+                    if rec.get(ok):
+                        runs[(key, warm)].append(rec[key])
     med = {k: sorted(v)[len(v) // 2] for k, v in runs.items() if v}
-    if len(med) == 2:
-        print(f"first run, Run click to finish (median): warm-up on {med[True]:.2f} s, off {med[False]:.2f} s; "
-              f"ratio on/off {med[True] / med[False]:.3f}")
+    if ("cli", True) in med:
+        print(f"the same classification from the CLI, whole command (median of {len(runs[('cli', True)])}): "
+              f"{med[('cli', True)]:.2f} s")
+    for key, what in (("run_s", "first run"), ("run2_s", "second run")):
+        if (key, True) in med and (key, False) in med:
+            on, off = med[(key, True)], med[(key, False)]
+            print(f"{what}, Run click to finish (median): {label[True].strip()} {on:.2f} s, {label[False].strip()} "
+                  f"{off:.2f} s; ratio on/off {on / off:.3f}")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     return 0
 
