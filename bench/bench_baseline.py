@@ -8,12 +8,15 @@ network sees them, same seed) is trained on the same training-half pixels and sc
 test pixels. Inputs: PRSANet and ASANet take bands 1-3 and bands 4, 5, 7 as their two
 modalities; HFD-Net (one input) takes the six bands as one raster.
 
+``--labels points`` trains on the 1000 labelled points of ``landsat96_points.shp`` (an independent
+survey: 424 pixels in the west half, 13 of all 883 point pixels coincide with a labelled pixel)
+instead of the labelled-pixel raster; the test pixels stay the raster's other half.
 ``--split`` picks the halves (``west-east``: train west, test east; also ``east-west``,
 ``north-south``, ``south-north``); ``--seeds 0,1,2`` repeats the pair with other seeds (network
 initialisation, sampling and validation split; the forest's seed follows). Each seed prints one
 line per model and the differences; the last line summarises them.
 Run: ``PYTHONPATH=build/pkg .venv/bin/python bench/bench_baseline.py [--arch prsanet] [--variant V]
-[--split west-east] [--seeds 0] [--epochs N] [--tile-size N] [--class-balance P]
+[--split west-east] [--labels pixels] [--seeds 0] [--epochs N] [--tile-size N] [--class-balance P]
 [--validation-fraction F]``.
 """
 from __future__ import annotations
@@ -58,6 +61,20 @@ def half_extent(ds, half: np.ndarray) -> tuple[float, float, float, float]:
     return (x0 + cols.min() * dx, y0 + (rows.max() + 1) * dy, x0 + (cols.max() + 1) * dx, y0 + rows.min() * dy)
 
 
+def points_on_grid(ds) -> np.ndarray:
+    """The labelled points (``landsat96_points.shp``, class in field ``id``) burnt into ``ds``'s grid
+    (the pixel each point falls in; a later point wins a shared pixel); ``ds``'s nodata elsewhere."""
+    from osgeo import gdal
+
+    nodata = ds.GetRasterBand(1).GetNoDataValue()
+    grid = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Float32)
+    grid.SetGeoTransform(ds.GetGeoTransform())
+    grid.SetProjection(ds.GetProjection())
+    grid.GetRasterBand(1).Fill(nodata)
+    gdal.Rasterize(grid, str(NC / "landsat96_points.shp"), attribute="id")
+    return grid.ReadAsArray().astype(np.float32)
+
+
 def on_grid(out, ds) -> np.ndarray:
     """The class map ``out`` (a window of ``ds``'s grid) placed on the whole grid; 0 elsewhere."""
     full = np.zeros((ds.RasterYSize, ds.RasterXSize), np.int64)
@@ -95,6 +112,9 @@ def main() -> int:
                     help="share of the training half's labels in validation blocks (0: none, every epoch runs)")
     ap.add_argument("--class-balance", type=float, default=None,
                     help="class-balanced sampling power (default: the recipe's; 0 = off)")
+    ap.add_argument("--labels", default="pixels", choices=("pixels", "points"),
+                    help="training labels: the labelled-pixel raster's training half, or the 1000 labelled "
+                         "points (landsat96_points.shp, field id) that fall in it")
     args = ap.parse_args()
     from mmlc.core import api
     from mmlc.core.assessment.baseline import TREES, pixel_features, sklearn_available
@@ -111,16 +131,19 @@ def main() -> int:
         labels = src.ReadAsArray()
         nodata = src.GetRasterBand(1).GetNoDataValue()
         train_half, test_half = halves(labels.shape, args.split)
-        train_labels = np.where(train_half, labels, nodata)
+        source = labels if args.labels == "pixels" else points_on_grid(src)
+        train_labels = np.where(train_half & (source != nodata) & (source > 0), source, nodata)
         train_path = str(tmp / "train_labels.tif")
         out = gdal.GetDriverByName("GTiff").CreateCopy(train_path, src)
         out.GetRasterBand(1).WriteArray(train_labels)
         out = None
         labelled = (labels != nodata) & (labels > 0)
-        print(f"{args.arch}{' ' + args.variant if args.variant else ''}, split {args.split}, class balance "
+        trained = (train_labels != nodata) & (train_labels > 0)
+        print(f"{args.arch}{' ' + args.variant if args.variant else ''}, split {args.split}, labels {args.labels}, "
+              f"class balance "
               f"{'recipe' if args.class_balance is None else args.class_balance}, validation fraction "
               f"{args.validation_fraction}: "
-              f"{int((labelled & train_half).sum())} training / {int((labelled & test_half).sum())} test pixels",
+              f"{int(trained.sum())} training / {int((labelled & test_half).sum())} test pixels",
               flush=True)
         for seed in seeds:
             model = tmp / f"net{seed}.mmlc"
@@ -155,10 +178,10 @@ def main() -> int:
             arrays = [apply(gdal.Open(p).ReadAsArray().astype(np.float32), mc)
                       for p, mc in zip(inputs, card.modalities)]
             feats = pixel_features(arrays, [1] * len(arrays))
-            train = labelled & train_half & np.isin(labels, values)
+            train = trained & np.isin(train_labels, values)
             t = time.perf_counter()
             forest = RandomForestClassifier(n_estimators=TREES, random_state=seed, n_jobs=-1)
-            forest.fit(feats[train], np.array([lut[int(v)] for v in labels[train]]))
+            forest.fit(feats[train], np.array([lut[int(v)] for v in train_labels[train]]))
             rf = scores(ref, forest.predict(feats[test]), card.classes)
             print(f"seed {seed} random forest ({TREES} trees, all {int(train.sum())} training pixels, "
                   f"{time.perf_counter() - t:.0f} s): test {line(rf)}", flush=True)
