@@ -60,6 +60,21 @@ def spin(seconds):
         time.sleep(0.01)
 
 
+def click_run(dlg):
+    """Click Run on an open dialog, wait for the run to end; (seconds from the click, succeeded)."""
+    finished = {}
+    dlg.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok))
+    t = time.perf_counter()
+    dlg.runAlgorithm()
+    deadline = time.time() + 300
+    while dlg.feedback is not None and time.time() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.005)
+    seconds = round(time.perf_counter() - t, 3)
+    dlg.close()
+    return seconds, finished.get("ok", False)
+
+
 def main():
     rec = {"message_boxes": BOXES}
     with open(OUT + ".started", "w") as f:
@@ -79,37 +94,17 @@ def main():
         mark("clicking run")
         import sys
         rec["torch_loaded_at_click"] = "torch" in sys.modules
-        finished = {}
-        dlg.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok))
-        t = time.perf_counter()
-        dlg.runAlgorithm()
-        deadline = time.time() + 300
-        while dlg.feedback is not None and time.time() < deadline:
-            QApplication.processEvents()
-            time.sleep(0.005)
-        rec["run_s"] = round(time.perf_counter() - t, 3)
+        rec["run_s"], rec["ok"] = click_run(dlg)
         mark("run finished")
-        rec["ok"] = finished.get("ok", False)
         from mmlc.ui import warmup
         rec["warmup"] = dict(warmup.record)
-        dlg.close()
         # a later run of the same session: the same dialog again, torch long loaded
         params["OUTPUT"] = os.environ["MMLC_BENCH_MAP"].replace(".tif", "_2.tif")
         dlg = createAlgorithmDialog("mmlc:classify", params)
         dlg.show()
         spin(1.0)
-        finished.clear()
-        dlg.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok))
-        t = time.perf_counter()
-        dlg.runAlgorithm()
-        deadline = time.time() + 300
-        while dlg.feedback is not None and time.time() < deadline:
-            QApplication.processEvents()
-            time.sleep(0.005)
-        rec["run2_s"] = round(time.perf_counter() - t, 3)
-        rec["ok2"] = finished.get("ok", False)
+        rec["run2_s"], rec["ok2"] = click_run(dlg)
         mark("second run finished")
-        dlg.close()
     except Exception as e:  # recorded for the bench to print
         rec["error"] = repr(e)
     with open(OUT, "w") as f:
