@@ -19,7 +19,7 @@ BLAS calls left bound to QGIS's OpenBLAS, as before the fix in ``core/runtime/to
 Both runs of a pair get the same extent (the CLI's ``EXTENT`` is xmin,ymin,xmax,ymax, Processing's
 xmin,xmax,ymin,ymax [CRS]; checked: the core call receives the same tuple from both).
 ``--before-gc`` adds qgis_process as it was in session 6 (``MMLC_KEEP_GC=1``: Python's collector
-walks QGIS's whole heap in every full collection during the run, core/runtime/heap.py).
+walks QGIS's whole heap in every full collection during the run, core/runtime/collector.py).
 ``--warm`` adds a CLI and a qgis_process variant whose processes import torch and mmlc's modules
 before the core call (the state of a desktop session after its first mmlc run; under qgis_process
 every command is a first run), compared with each other.

@@ -44,7 +44,7 @@ def start() -> bool:
     global _thread
     if _thread is not None or "torch" in sys.modules or not enabled() or importlib.util.find_spec("torch") is None:
         return False
-    from ..core.runtime.heap import frozen_heap  # stdlib only
+    from ..core.runtime.collector import frozen_heap  # stdlib only
     from ..core.runtime.torch_blas import rebind_torch_blas  # stdlib + ctypes: imported here, not on the thread
 
     _thread = threading.Thread(target=_load, args=(rebind_torch_blas, frozen_heap), name="mmlc-torch-warmup",
@@ -56,7 +56,7 @@ def start() -> bool:
 def _load(rebind_torch_blas: Callable[[], Any], frozen_heap: Callable[[], Any]) -> None:
     t = time.perf_counter()
     try:
-        with frozen_heap():  # torch's import triggers full collections: they skip QGIS's heap (core/runtime/heap.py)
+        with frozen_heap():  # torch's import triggers full collections: they skip QGIS's heap (core/runtime/collector.py)
             import torch  # noqa: F401
 
             rebind_torch_blas()

@@ -19,7 +19,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QUrl
 from qgis.PyQt.QtGui import QIcon
 
-from ...core.runtime.heap import frozen_heap
+from ...core.runtime.collector import frozen_heap
 from .. import deps, warmup
 from ..feedback import FeedbackProgress
 
@@ -106,7 +106,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         if "torch" not in sys.modules:  # the first run of a session: seconds with a busy bar otherwise unexplained
             feedback.pushInfo("starting PyTorch (the first run in a QGIS session takes a few seconds longer)")
         try:
-            with frozen_heap():  # full collections skip QGIS's own heap during the run (core/runtime/heap.py)
+            with frozen_heap():  # full collections skip QGIS's own heap during the run (core/runtime/collector.py)
                 return run_on_python_thread(fn, progress=FeedbackProgress(feedback), **kwargs)
         except Cancelled as e:
             feedback.reportError(str(e), False)
