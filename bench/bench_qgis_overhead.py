@@ -20,6 +20,9 @@ Both runs of a pair get the same extent (the CLI's ``EXTENT`` is xmin,ymin,xmax,
 xmin,xmax,ymin,ymax [CRS]; checked: the core call receives the same tuple from both).
 ``--before-gc`` adds qgis_process as it was in session 6 (``MMLC_KEEP_GC=1``: Python's collector
 walks QGIS's whole heap in every full collection during the run, core/runtime/collector.py).
+``--before-deepbind`` adds qgis_process as it was in session 7 (``MMLC_TORCH_DEEPBIND=0``: torch's
+library loaded the usual way, its symbols looked up through QGIS's global scope first,
+core/runtime/torch_preload.py).
 ``--warm`` adds a CLI and a qgis_process variant whose processes import torch and mmlc's modules
 before the core call (the state of a desktop session after its first mmlc run; under qgis_process
 every command is a first run), compared with each other.
@@ -28,7 +31,7 @@ own case); each built-in model on its demo patch, and the dense/patch demos also
 tiled into one VRT, 2 x 2 (per-pixel PRSANet) or 16 x 16 (1920 x 1920 px, the dense models):
 timing only, where per-pixel work outweighs the fixed costs.
 Target: both ratios <= 1.15. Run: ``.venv/bin/python bench/bench_qgis_overhead.py [--repeat 3]
-[--only prsanet] [--before] [--before-gc] [--warm]``; on a 2-core machine one run takes 30-60 minutes.
+[--only prsanet] [--before] [--before-gc] [--before-deepbind] [--warm]``; on a 2-core machine one run takes 30-60 minutes.
 """
 from __future__ import annotations
 
@@ -53,6 +56,9 @@ HELD_OUT = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
 PROBE = '''
 import os, sys, time
 if os.environ.get("MMLC_BENCH_WARM"):  # what a desktop session has loaded after its first mmlc run
+    if os.environ["MMLC_BENCH_WARM"] == "qgis":  # the desktop's first run preloaded torch's library
+        from mmlc.core.runtime.torch_preload import preload_torch
+        preload_torch()
     import torch, mmlc.models, mmlc.core.engine.classify, mmlc.core.fitting.training  # noqa: F401
 _waited = [0.0, 0.0]  # wall, CPU seconds a QGIS run spent waiting for the torch warm-up (ui/warmup.wait)
 def _wrap_wait():
@@ -224,6 +230,9 @@ def main() -> int:
     ap.add_argument("--before-gc", action="store_true",
                     help="also run qgis_process as in session 6: the collector walks QGIS's heap during the run "
                          "(MMLC_KEEP_GC=1)")
+    ap.add_argument("--before-deepbind", action="store_true",
+                    help="also run qgis_process as in session 7: torch's library loaded without RTLD_DEEPBIND "
+                         "(MMLC_TORCH_DEEPBIND=0)")
     args = ap.parse_args()
 
     from mmlc.core.modelfiles.builtin import list_builtin
@@ -288,10 +297,13 @@ def main() -> int:
             if args.warm:
                 variants["cli, warm"] = (cli_command(case, tmp / f"cliwarm{suffix}"), dict(cenv, MMLC_BENCH_WARM="1"))
                 variants["qgis_process, warm"] = (qgis_command(case, tmp / f"qgiswarm{suffix}"),
-                                                  dict(qenv, MMLC_BENCH_WARM="1"))
+                                                  dict(qenv, MMLC_BENCH_WARM="qgis"))
             if args.before_gc:
                 variants["qgis_process, as in session 6"] = (
                     qgis_command(case, tmp / f"gc{suffix}"), dict(qenv, MMLC_KEEP_GC="1"))
+            if args.before_deepbind:
+                variants["qgis_process, as in session 7"] = (
+                    qgis_command(case, tmp / f"deep{suffix}"), dict(qenv, MMLC_TORCH_DEEPBIND="0"))
             if args.before:
                 variants["qgis_process, BLAS binding left alone"] = (
                     qgis_command(case, tmp / f"before{suffix}"), dict(qenv, MMLC_KEEP_TORCH_BLAS_BINDING="1"))

@@ -99,9 +99,10 @@ WARMUP_PROBE = textwrap.dedent("""
         def pushInfo(self, text):
             messages.append(text)
     alg.call_core(lambda **kw: 'torch' in sys.modules, Feedback())  # a run waits for the warm-up
-    from mmlc.core.runtime import torch_blas
+    from mmlc.core.runtime import torch_blas, torch_preload
     print(json.dumps({"before": before, "widget": widget is None, "started": started, "again": again,
                       "torch": 'torch' in sys.modules, "rebound": torch_blas._result is not None,
+                      "preload": torch_preload._result.summary() if torch_preload._result else None,
                       "record": warmup.record, "messages": messages}))
     p.unload()
 """)
@@ -116,11 +117,15 @@ def test_opening_a_dialog_loads_torch_in_the_background() -> None:
     assert got["before"] is False and got["widget"] is True and got["started"] is True and got["again"] is False
     assert got["torch"] and got["rebound"] and "error" not in got["record"] and got["record"]["seconds"] > 0
     assert not any("first run in a QGIS session" in m for m in got["messages"])  # torch was ready for the run
+    if sys.platform.startswith("linux"):  # torch's library was loaded with its own symbols first (torch_preload)
+        assert got["preload"].startswith("libtorch_cpu loaded"), got["preload"]
     off = subprocess.run([sys.executable, "-c", WARMUP_PROBE], env=dict(_env(), MMLC_NO_WARMUP="1"),
                          capture_output=True, text=True, timeout=300)
     got = json.loads(off.stdout.strip().splitlines()[-1]) if off.returncode == 0 else pytest.fail(off.stderr[-3000:])
     assert got["started"] is False and got["record"] == {}
     assert any("first run in a QGIS session" in m for m in got["messages"])  # the run imported torch itself
+    if sys.platform.startswith("linux"):  # the run preloaded torch's library itself
+        assert got["preload"].startswith("libtorch_cpu loaded"), got["preload"]
 
 
 def test_missing_torch_loads_and_explains_install() -> None:

@@ -46,17 +46,20 @@ def start() -> bool:
         return False
     from ..core.runtime.collector import frozen_heap  # stdlib only
     from ..core.runtime.torch_blas import rebind_torch_blas  # stdlib + ctypes: imported here, not on the thread
+    from ..core.runtime.torch_preload import preload_torch  # stdlib + ctypes
 
-    _thread = threading.Thread(target=_load, args=(rebind_torch_blas, frozen_heap), name="mmlc-torch-warmup",
-                               daemon=True)
+    _thread = threading.Thread(target=_load, args=(rebind_torch_blas, frozen_heap, preload_torch),
+                               name="mmlc-torch-warmup", daemon=True)
     _thread.start()
     return True
 
 
-def _load(rebind_torch_blas: Callable[[], Any], frozen_heap: Callable[[], Any]) -> None:
+def _load(rebind_torch_blas: Callable[[], Any], frozen_heap: Callable[[], Any],
+          preload_torch: Callable[[], Any]) -> None:
     t = time.perf_counter()
     try:
         with frozen_heap():  # torch's import triggers full collections: they skip QGIS's heap (core/runtime/collector.py)
+            preload_torch()  # its library's own symbols first (core/runtime/torch_preload.py)
             import torch  # noqa: F401
 
             rebind_torch_blas()

@@ -20,6 +20,7 @@ from qgis.PyQt.QtCore import QCoreApplication, QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ...core.runtime.collector import frozen_heap
+from ...core.runtime.torch_preload import preload_torch
 from .. import deps, warmup
 from ..feedback import FeedbackProgress
 
@@ -105,6 +106,7 @@ class MmlcAlgorithm(QgsProcessingAlgorithm):
         warmup.wait(feedback)
         if "torch" not in sys.modules:  # the first run of a session: seconds with a busy bar otherwise unexplained
             feedback.pushInfo("starting PyTorch (the first run in a QGIS session takes a few seconds longer)")
+            preload_torch()  # its library's own symbols first (core/runtime/torch_preload.py)
         try:
             with frozen_heap():  # full collections skip QGIS's own heap during the run (core/runtime/collector.py)
                 return run_on_python_thread(fn, progress=FeedbackProgress(feedback), **kwargs)
