@@ -56,9 +56,12 @@ class HeadKind:
 
     def training_sampler(self, scenes: Sequence[PreparedScene], modalities: Sequence[Any], *, tile: int,
                          n_train: int, batch_size: int, seed: int,
-                         scale_range: tuple[float, float] | None = None, class_balance: float = 0.0) -> Any:
+                         scale_range: tuple[float, float] | None = None, class_balance: float = 0.0,
+                         min_batches: int = 1) -> Any:
         """The sampler of the training items (``__len__``, ``item(epoch, index)``); ``class_balance``:
-        the power of class-balanced drawing (``core.data.samplers``; 0 = off)."""
+        the power of class-balanced drawing (``core.data.samplers``; 0 = off); ``min_batches``: batches
+        an epoch holds at least (the Recipe's ``min_batches_per_epoch``; dense heads only, a patch
+        epoch is every training pixel)."""
         raise NotImplementedError
 
     def validation(self, scenes: Sequence[PreparedScene], modalities: Sequence[Any], *, tile: int,
@@ -67,7 +70,8 @@ class HeadKind:
         raise NotImplementedError
 
     def streamed(self, data: Any, modalities: Sequence[Any], *, tile: int, batch_size: int, seed: int,
-                 scale_range: tuple[float, float] | None = None, world_size: int = 1) -> tuple[Any, Any]:
+                 scale_range: tuple[float, float] | None = None, world_size: int = 1,
+                 min_batches: int = 1) -> tuple[Any, Any]:
         """(training sampler, validation) over scenes read window by window (``core.data.windows``)."""
         raise NotImplementedError
 
@@ -84,20 +88,22 @@ class HeadKind:
         return getattr(_inference_module(), self.inference_entry)
 
 
-def _dense_epoch(n_train: int, tile: int, batch_size: int) -> int:
-    """About four draws per tile-sized area of labelled training pixels, at least one batch."""
-    return max(batch_size, 4 * int(math.ceil(n_train / float(tile * tile))))
+def _dense_epoch(n_train: int, tile: int, batch_size: int, min_batches: int = 1) -> int:
+    """About four draws per tile-sized area of labelled training pixels, at least ``min_batches``
+    batches (and one). Sparse labels (points, a few hundred pixels) fill less than one tile-sized
+    area, so without the minimum an epoch is a single optimiser step."""
+    return max(batch_size * max(1, int(min_batches)), 4 * int(math.ceil(n_train / float(tile * tile))))
 
 
 class _Dense(HeadKind):
     def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None,
-                         class_balance=0.0):
-        return DenseTileSampler(scenes, tile, _dense_epoch(n_train, tile, batch_size), seed, scale_range=scale_range,
-                                class_balance=class_balance)
+                         class_balance=0.0, min_batches=1):
+        return DenseTileSampler(scenes, tile, _dense_epoch(n_train, tile, batch_size, min_batches), seed,
+                                scale_range=scale_range, class_balance=class_balance)
 
-    def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
+    def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1, min_batches=1):
         # rounded up to a multiple of the world size: DDP ranks share the epoch without repeats
-        length = -(-_dense_epoch(data.n_train, tile, batch_size) // world_size) * world_size
+        length = -(-_dense_epoch(data.n_train, tile, batch_size, min_batches) // world_size) * world_size
         return (streamed_samplers.StreamedTileSampler(data.scenes, tile, length, seed, scale_range=scale_range),
                 streamed_samplers.StreamedDenseValidation(data.scenes, tile))
 
@@ -116,13 +122,13 @@ class _Patch(HeadKind):
         return max([m.patch_size // max(1, m.grid_ratio) for m in modalities] + [0]) // 2 + 1
 
     def training_sampler(self, scenes, modalities, *, tile, n_train, batch_size, seed, scale_range=None,
-                         class_balance=0.0):
+                         class_balance=0.0, min_batches=1):
         return PatchSampler(scenes, *_geometry(modalities), seed, which="train", class_balance=class_balance)
 
     def validation(self, scenes, modalities, *, tile, seed):
         return PatchValidation(scenes, *_geometry(modalities), seed)
 
-    def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1):
+    def streamed(self, data, modalities, *, tile, batch_size, seed, scale_range=None, world_size=1, min_batches=1):
         return (streamed_samplers.StreamedPatchSampler(data.scenes, *_geometry(modalities), seed, which="train"),
                 streamed_samplers.StreamedPatchValidation(data.scenes, *_geometry(modalities), seed))
 

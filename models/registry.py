@@ -71,6 +71,20 @@ class Recipe:
     #: after the run with validation, train a fresh network on every labelled pixel for this many
     #: epochs and keep it (core.fitting.training._refit); None = off
     refit_epochs: int | None = None
+    #: dense heads: optimiser steps an epoch takes at least. An epoch draws about four tiles per
+    #: tile-sized area of labelled pixels (core.head_kinds), which is one batch when the labels are a
+    #: few hundred points or pixels: the recipe's epochs would then be as many steps, too few to train
+    #: from random weights (issue 21). Design choice, not from the papers; 1 = no minimum
+    min_batches_per_epoch: int = 1
+    #: peak learning rate when the network starts from random weights (no INIT_MODEL) and the caller
+    #: gives none; None = ``lr``. For networks whose paper's rate is a fine-tuning rate from
+    #: ImageNet weights, which mmlc does not ship (design choice)
+    scratch_lr: float | None = None
+
+    def peak_lr(self, from_scratch: bool) -> float:
+        """The schedule's peak rate: ``scratch_lr`` for a network starting from random weights when
+        the recipe has one, else ``lr``."""
+        return float(self.scratch_lr) if from_scratch and self.scratch_lr else float(self.lr)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ def test_dense_owns_tiles_and_miou():
     sampler = DENSE.training_sampler([s], DAS2F, tile=16, n_train=800, batch_size=2, seed=0)
     assert isinstance(sampler, DenseTileSampler) and len(sampler) == 4 * 4  # 4 draws per 16x16 of 800 pixels
     assert len(DENSE.training_sampler([s], DAS2F, tile=16, n_train=10, batch_size=8, seed=0)) == 8
+    # the Recipe's minimum batches per epoch: sparse labels get that many, plentiful ones are unchanged
+    assert len(DENSE.training_sampler([s], DAS2F, tile=16, n_train=10, batch_size=8, seed=0, min_batches=4)) == 32
+    assert len(DENSE.training_sampler([s], DAS2F, tile=16, n_train=800, batch_size=2, seed=0, min_batches=4)) == 16
     validation = DENSE.validation([s], DAS2F, tile=16, seed=0)
     assert isinstance(validation, DenseValidation) and len(validation) == 6  # 16-pixel windows over the right half
     assert DENSE.split_guard(DAS2F) == 0 and DENSE.selection_metric == "miou"
@@ -55,6 +58,9 @@ def test_patch_owns_patches_guard_and_accuracy():
     s = _scene()
     sampler = PATCH.training_sampler([s], DAS2F, tile=32, n_train=800, batch_size=2, seed=0)
     assert isinstance(sampler, PatchSampler) and len(sampler) == int(s.train.sum())
+    # a patch epoch is every training pixel, whatever the minimum
+    assert len(PATCH.training_sampler([s], DAS2F, tile=32, n_train=800, batch_size=2, seed=0, min_batches=50)) \
+        == int(s.train.sum())
     arrays, label = sampler.item(0, 0)
     assert [a.shape for a in arrays] == [(4, 16, 16), (1, 64, 64)] and label.shape == ()
     validation = PATCH.validation([s], DAS2F, tile=32, seed=0)

@@ -69,6 +69,20 @@ class TinyPatch(nn.Module):
 register(ModelSpec("t_dense", TinyDense, "dense", (ModalitySpec("optical", 10), ModalitySpec("sar", 2)),
                    lambda b: {"optical_channels": b[0], "sar_channels": b[1]},
                    Recipe(optimizer="adamw", lr=5e-3, epochs=2, batch_size=4, tile_size=64)))
+class CountingDense(TinyDense):
+    """TinyDense that counts its training steps (one per batch)."""
+
+    steps = 0
+
+    def training_step(self, inputs, target):
+        CountingDense.steps += 1
+        return super().training_step(inputs, target)
+
+
+register(ModelSpec("t_dense_sparse", CountingDense, "dense", (ModalitySpec("optical", 10), ModalitySpec("sar", 2)),
+                   lambda b: {"optical_channels": b[0], "sar_channels": b[1]},
+                   Recipe(optimizer="adamw", lr=1e-3, scratch_lr=2e-2, epochs=2, batch_size=2, tile_size=32,
+                          min_batches_per_epoch=3)))
 register(ModelSpec("t_patch", TinyPatch, "patch", (ModalitySpec("ms", 6, patch_size=5, patch_anchor=2),),
                    lambda b: {"in_channels": b[0]},
                    Recipe(optimizer="adam", lr=3e-3, epochs=3, batch_size=64, schedule="cosine")))
@@ -455,3 +469,31 @@ def test_refit_trains_a_fresh_network_on_every_labelled_pixel(landsat_stack, nc_
     assert any(not torch.equal(state[k], plain_state[k]) for k in state)  # but the weights kept are the refit's
     with pytest.raises(InputError, match="REFIT_EPOCHS"):
         train("t_patch", [landsat_stack], labels, str(tmp_path / "x.mmlc"), refit_epochs=-1, **common)
+
+
+def test_sparse_labels_get_the_recipes_minimum_batches_and_scratch_rate(bigearthnet, tmp_path):
+    """A dense epoch over a few labelled pixels is min_batches_per_epoch batches, not one; a run
+    from random weights uses the recipe's scratch_lr, fine-tuning (INIT_MODEL) its lr (issue 21)."""
+    from osgeo import gdal
+
+    sc = ben_scenes(bigearthnet, 1)[0]
+    src = gdal.Open(sc.labels)
+    full = src.ReadAsArray()
+    sparse = np.zeros_like(full)
+    sparse[::12, ::12] = full[::12, ::12]  # 100 of 14,400 pixels: far less than one 32 x 32 tile
+    labels = str(tmp_path / "sparse_labels.tif")
+    out = gdal.GetDriverByName("GTiff").CreateCopy(labels, src)
+    out.GetRasterBand(1).WriteArray(sparse)
+    out.GetRasterBand(1).SetNoDataValue(0)
+    out = None
+    common = dict(validation_fraction=0.0, output_report="", baseline=False, resume=False)
+    CountingDense.steps = 0
+    scratch = train("t_dense_sparse", sc.inputs, labels, str(tmp_path / "a.mmlc"), **common)
+    assert CountingDense.steps == 2 * 3  # 2 epochs x 3 batches (without the minimum: 1 batch each)
+    assert scratch.card.provenance["learning_rate"] == pytest.approx(2e-2)
+    CountingDense.steps = 0
+    tuned = train("t_dense_sparse", sc.inputs, labels, str(tmp_path / "b.mmlc"), init_model=scratch.model_path,
+                  epochs=1, **common)
+    assert CountingDense.steps == 3 and tuned.card.provenance["learning_rate"] == pytest.approx(1e-3)
+    assert train("t_dense_sparse", sc.inputs, labels, str(tmp_path / "c.mmlc"), learning_rate=5e-3, epochs=1,
+                 **common).card.provenance["learning_rate"] == pytest.approx(5e-3)  # the caller's rate wins

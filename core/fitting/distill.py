@@ -144,7 +144,7 @@ def distill(
             scenes, head, (), names=["optical", "sar"], ratios=[1, 1], table=sorted(classes, key=lambda c: c.value),
             tile_size=tile_size, recipe_tile=t_card.tile_size or rec.tile_size,
             validation_fraction=validation_fraction, seed=seed, batch_size=batch_size, stream=stream,
-            given_cards=[t_card.modalities[0], None])
+            given_cards=[t_card.modalities[0], None], min_batches=rec.min_batches_per_epoch)
         data, tile = prepared.data, prepared.tile
         sar_card = data.modality_cards[1]
         if not prepared.streamed:

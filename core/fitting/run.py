@@ -155,12 +155,13 @@ class TrainingRun:
                        batch_size: int, stream: bool | None = None, to_db: Sequence[bool] | None = None,
                        given_cards: Sequence[ModalityCard | None] | None = None,
                        scale_range: tuple[float, float] | None = None,
-                       class_balance: float = 0.0) -> tuple[RunData, list[ClassInfo]]:
+                       class_balance: float = 0.0, min_batches: int = 1) -> tuple[RunData, list[ClassInfo]]:
         """The run's data and classes from ``scenes``: read into memory and prepared (:meth:`prepare`),
         or, when ``stream`` says so or a scene is larger than ``windows.STREAM_PIXELS`` (None),
         opened and read window by window (``core.data.windows``, never a whole scene) with the head
         kind's streamed sampler and validation. ``table``: the classes (sorted by value), else those
-        the labels hold. The one place where train and distill choose between the two paths."""
+        the labels hold; ``min_batches``: the Recipe's ``min_batches_per_epoch``. The one place where
+        train and distill choose between the two paths."""
         if windows.should_stream(scenes, stream):
             opened = windows.open_scenes(scenes, ratios)
             tile = run_tile(tile_size, recipe_tile, opened)
@@ -174,7 +175,8 @@ class TrainingRun:
                 self.progress.info("class-balanced sampling is not applied to windows read from disk: "
                                    "labelled pixels are drawn uniformly")
             sampler, validation = head.streamed(data, modalities, tile=tile, batch_size=batch_size, seed=seed,
-                                                scale_range=scale_range, world_size=self.ctx.world_size)
+                                                scale_range=scale_range, world_size=self.ctx.world_size,
+                                                min_batches=min_batches)
             return RunData(data, tile, sampler, validation), data.classes
         datas = self.read_scenes(scenes, ratios)
         classes = resolve_classes(datas, table)
@@ -183,14 +185,15 @@ class TrainingRun:
         prepared = self.prepare(datas, head, modalities, names=names, ratios=ratios, classes=classes, tile=tile,
                                 validation_fraction=validation_fraction, seed=seed, batch_size=batch_size,
                                 to_db=to_db, given_cards=given_cards, scale_range=scale_range,
-                                class_balance=class_balance)
+                                class_balance=class_balance, min_batches=min_batches)
         return prepared, classes
 
     def prepare(self, datas: Sequence[SceneData], head: HeadKind, modalities: Sequence[Any], *,
                 names: Sequence[str], ratios: Sequence[int], classes: list[ClassInfo], tile: int,
                 validation_fraction: float, seed: int, batch_size: int,
                 to_db: Sequence[bool] | None = None, given_cards: Sequence[ModalityCard | None] | None = None,
-                scale_range: tuple[float, float] | None = None, class_balance: float = 0.0) -> RunData:
+                scale_range: tuple[float, float] | None = None, class_balance: float = 0.0,
+                min_batches: int = 1) -> RunData:
         """Prepare the scenes and build the head kind's sampler and validation over them.
 
         ``modalities``: the network's ModalitySpecs (patch geometry; unused by dense heads).
@@ -202,13 +205,13 @@ class TrainingRun:
                            f"{len(classes)} classes")
         sampler = head.training_sampler(data.scenes, modalities, tile=tile, n_train=data.n_train,
                                         batch_size=batch_size, seed=seed, scale_range=scale_range,
-                                        class_balance=class_balance)
+                                        class_balance=class_balance, min_batches=min_batches)
         return RunData(data, tile, sampler, head.validation(data.scenes, modalities, tile=tile, seed=seed),
                        sources=list(datas))
 
     def with_all_labels(self, prepared: RunData, head: HeadKind, modalities: Sequence[Any], *, batch_size: int,
                         seed: int, scale_range: tuple[float, float] | None = None,
-                        class_balance: float = 0.0) -> RunData:
+                        class_balance: float = 0.0, min_batches: int = 1) -> RunData:
         """``prepared`` (in memory) with every labelled pixel for training and none for validation,
         as :meth:`prepare` with ``validation_fraction=0`` gives, reusing the normalised scenes
         instead of preparing them again (the refit's data, core.fitting.training)."""
@@ -222,7 +225,7 @@ class TrainingRun:
         data = dataclasses.replace(prepared.data, scenes=scenes, n_train=n_train, n_val=0)
         sampler = head.training_sampler(scenes, modalities, tile=prepared.tile, n_train=n_train,
                                         batch_size=batch_size, seed=seed, scale_range=scale_range,
-                                        class_balance=class_balance)
+                                        class_balance=class_balance, min_batches=min_batches)
         return RunData(data, prepared.tile, sampler, head.validation(scenes, modalities, tile=prepared.tile, seed=seed),
                        sources=prepared.sources)
 

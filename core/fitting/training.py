@@ -165,7 +165,7 @@ def train(
     # 0 (or None) means the network's default, in the CLI, Processing and the docs alike
     epochs = int(epochs) if epochs else rec.epochs
     batch_size = int(batch_size) if batch_size else rec.batch_size
-    lr = float(learning_rate if learning_rate is not None else rec.lr)
+    lr = float(learning_rate if learning_rate is not None else rec.peak_lr(from_scratch=not init_model))
     if epochs < 1 or batch_size < 1 or lr <= 0 or accumulate < 1:
         raise InputError("EPOCHS, BATCH_SIZE and accumulate must be >= 1 (0 = the network's default) and "
                          "LEARNING_RATE > 0")
@@ -179,7 +179,7 @@ def train(
             scenes, head, spec.modalities, names=[m.name for m in spec.modalities], ratios=ratios, table=table,
             tile_size=tile_size, recipe_tile=rec.tile_size, validation_fraction=validation_fraction, seed=seed,
             batch_size=batch_size, stream=stream, to_db=to_db, given_cards=given, scale_range=scale_range,
-            class_balance=balance)
+            class_balance=balance, min_batches=rec.min_batches_per_epoch)
         data, tile, streamed = prepared.data, prepared.tile, prepared.streamed
         for i, (mc, m) in enumerate(zip(data.modality_cards, spec.modalities)):
             mc.patch_size, mc.patch_anchor, mc.grid_ratio = m.patch_size, m.patch_anchor, m.grid_ratio
@@ -254,7 +254,8 @@ def _refit(run: TrainingRun, prepared: Any, fit: Any, cfg: LoopConfig, epochs: i
                       f"blocks included) for {epochs} epochs; it is the model written, the validation scores "
                       "above estimate it")
     everything = run.with_all_labels(prepared, head, spec.modalities, batch_size=batch_size, seed=seed,
-                                     scale_range=scale_range, class_balance=class_balance)
+                                     scale_range=scale_range, class_balance=class_balance,
+                                     min_batches=spec.recipe.min_batches_per_epoch)
     torch.manual_seed(seed)
     net, _ = build_network(spec, variant, data.band_counts, len(classes), build_kwargs)
     if init_model:
