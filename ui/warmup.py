@@ -3,7 +3,8 @@
 Importing torch inside a QGIS process takes 2-4 s on the 2-core reference machine (12 s from a
 cold disk), ~0.7 s more than from a plain Python (docs/benchmarks.md: loading torch's shared
 libraries into a process that has QGIS's libraries loaded took 0.8 s against 0.5 s, the rest is
-spread over torch's import-time work). The plugin does not import torch when it
+spread over torch's import-time work; :mod:`core.runtime.torch_preload` now removes most of the
+loader's share). The plugin does not import torch when it
 loads, so every QGIS start stays light; the first mmlc run of a desktop session used to pay the
 import after the Run click. Now opening an mmlc dialog from the Toolbox (Processing asks the
 algorithm for a custom dialog first: :meth:`MmlcAlgorithm.createCustomParametersWidget`) starts
