@@ -17,7 +17,7 @@ initialisation, sampling and validation split; the forest's seed follows). Each 
 line per model and the differences; the last line summarises them.
 Run: ``PYTHONPATH=build/pkg .venv/bin/python bench/bench_baseline.py [--arch prsanet] [--variant V]
 [--split west-east] [--labels pixels] [--seeds 0] [--epochs N] [--tile-size N] [--class-balance P]
-[--validation-fraction F]``.
+[--refit-epochs N] [--validation-fraction F]``.
 """
 from __future__ import annotations
 
@@ -112,6 +112,8 @@ def main() -> int:
                     help="share of the training half's labels in validation blocks (0: none, every epoch runs)")
     ap.add_argument("--class-balance", type=float, default=None,
                     help="class-balanced sampling power (default: the recipe's; 0 = off)")
+    ap.add_argument("--refit-epochs", type=int, default=None,
+                    help="epochs of the refit on every labelled pixel (default: the recipe's; 0 = off)")
     ap.add_argument("--labels", default="pixels", choices=("pixels", "points"),
                     help="training labels: the labelled-pixel raster's training half, or the 1000 labelled "
                          "points (landsat96_points.shp, field id) that fall in it")
@@ -141,7 +143,8 @@ def main() -> int:
         trained = (train_labels != nodata) & (train_labels > 0)
         print(f"{args.arch}{' ' + args.variant if args.variant else ''}, split {args.split}, labels {args.labels}, "
               f"class balance "
-              f"{'recipe' if args.class_balance is None else args.class_balance}, validation fraction "
+              f"{'recipe' if args.class_balance is None else args.class_balance}, refit epochs "
+              f"{'recipe' if args.refit_epochs is None else args.refit_epochs}, validation fraction "
               f"{args.validation_fraction}: "
               f"{int(trained.sum())} training / {int((labelled & test_half).sum())} test pixels",
               flush=True)
@@ -150,7 +153,8 @@ def main() -> int:
             t = time.perf_counter()
             res = api.train(args.arch, inputs, train_path, str(model), variant=args.variant, epochs=args.epochs,
                             tile_size=args.tile_size, seed=seed, output_report="", baseline=False,
-                            class_balance=args.class_balance, validation_fraction=args.validation_fraction)
+                            class_balance=args.class_balance, validation_fraction=args.validation_fraction,
+                            refit_epochs=args.refit_epochs)
             train_s = time.perf_counter() - t
             card = read_card(model)
             values = [c.value for c in card.classes]

@@ -41,6 +41,9 @@ def test_registry_spec() -> None:
     assert (r.optimizer, r.lr, r.weight_decay, r.schedule, r.poly_power, r.tile_size) == (
         "adamw", 1e-4, 0.05, "poly", 1.0, 256)
     assert r.warmup_iters > 0
+    # from random weights (no INIT_MODEL) the design choice's rate; fine-tuning keeps the paper's
+    assert r.peak_lr(from_scratch=True) == 1e-3 and r.peak_lr(from_scratch=False) == 1e-4
+    assert r.min_batches_per_epoch == 4
 
 
 def test_parameter_counts_tiny() -> None:

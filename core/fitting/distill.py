@@ -127,7 +127,7 @@ def distill(
     check_tile_option(tile_size)
     epochs = int(epochs) if epochs else rec.epochs
     batch_size = int(batch_size) if batch_size else rec.batch_size
-    lr = float(learning_rate if learning_rate is not None else rec.lr)
+    lr = float(learning_rate if learning_rate is not None else rec.peak_lr(from_scratch=True))  # the student starts from random weights
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise InputError("EPOCHS and BATCH_SIZE must be >= 1 (0 = the network's default) and LEARNING_RATE > 0")
     run_inputs = {"TEACHER": str(teacher_path), "INPUT_OPTICAL": [s.inputs[0] for s in scenes],
