@@ -41,11 +41,22 @@ print(json.dumps({"own_blas": before is not None, "before": before, "after": aft
 """
 
 
-def _probe(env_extra: dict[str, str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "pkg"), **env_extra)
-    p = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
+def run_probe(code: str, env_extra: dict[str, str | None]) -> dict:
+    """Run ``code`` in a fresh Python with mmlc importable and ``env_extra`` set (None: unset); its
+    last stdout line is JSON."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "pkg"))
+    for key, value in env_extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _probe(env_extra: dict[str, str]) -> dict:
+    return run_probe(PROBE, env_extra)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or SYSTEM_BLAS is None, reason="needs Linux + a system BLAS")

@@ -3,17 +3,12 @@ torch's import in QGIS processes, whose global scope holds QGIS's libraries and 
 (simulated here with LD_PRELOAD, as in test_torch_blas.py)."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from test_torch_blas import SYSTEM_BLAS, run_probe
 
-ROOT = Path(__file__).resolve().parent.parent
-SYSTEM_BLAS = next((p for p in ("/usr/lib/x86_64-linux-gnu/libblas.so.3", "/usr/lib/aarch64-linux-gnu/libblas.so.3")
-                    if Path(p).exists()), None)
 LINUX = sys.platform.startswith("linux") and hasattr(os, "RTLD_DEEPBIND")
 
 PROBE = """
@@ -39,11 +34,8 @@ print(json.dumps({"library": first.library, "skipped": first.skipped, "error": f
 
 
 def _probe(env_extra: dict[str, str], code: str = PROBE) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "MMLC_TORCH_DEEPBIND"}
-    env.update(PYTHONPATH=str(ROOT / "build" / "pkg"), **env_extra)
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    """``code`` in a fresh Python; the preload switch is unset unless ``env_extra`` sets it."""
+    return run_probe(code, {"MMLC_TORCH_DEEPBIND": None, **env_extra})
 
 
 @pytest.mark.skipif(not LINUX or SYSTEM_BLAS is None, reason="needs Linux (glibc) + a system BLAS")

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from .torch_blas import _loaded_path  # stdlib + ctypes: which mapped file has that name
+
 __all__ = ["Preload", "preload_torch", "enabled"]
 
 
@@ -69,21 +71,12 @@ def _torch_library() -> Optional[str]:
     return found[0] if found else None
 
 
-def _mapped(name: str) -> bool:
-    """Whether a file whose name starts with ``name`` is mapped into this process."""
-    try:
-        with open("/proc/self/maps") as f:
-            return any(os.path.basename(line.rstrip("\n").split(None, 5)[-1]).startswith(name) for line in f)
-    except OSError:
-        return False
-
-
 def _why_not() -> str:
     if not enabled():
         return "MMLC_TORCH_DEEPBIND=0"
     if not sys.platform.startswith("linux") or not hasattr(os, "RTLD_DEEPBIND"):
         return "not Linux with glibc"
-    if "torch" in sys.modules or _mapped("libtorch_cpu"):
+    if "torch" in sys.modules or _loaded_path("libtorch_cpu") is not None:
         return "torch is already loaded"
     return ""
 
