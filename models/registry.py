@@ -71,6 +71,12 @@ class Recipe:
     #: after the run with validation, train a fresh network on every labelled pixel for this many
     #: epochs and keep it (core.fitting.training._refit); None = off
     refit_epochs: int | None = None
+    #: the recipe's refit runs only when the label set holds at most this many labelled pixels
+    #: (training and validation blocks); None = whatever its size. On a small label set the few
+    #: validation blocks pick the epoch badly and the refit costs a fixed few hundred steps; on a
+    #: large one the blocks are reliable and the refit would double the training time. An explicit
+    #: REFIT_EPOCHS is not limited by it. Design choice, not from the papers (issue 21)
+    refit_max_labels: int | None = None
     #: dense heads: optimiser steps an epoch takes at least. An epoch draws about four tiles per
     #: tile-sized area of labelled pixels (core.head_kinds), which is one batch when the labels are a
     #: few hundred points or pixels: the recipe's epochs would then be as many steps, too few to train

@@ -23,8 +23,8 @@ from test_inference import CLASSES3, make_dense_model
 
 ADVANCED = {
     "mmlc:classify": {"TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE"},
-    "mmlc:train": {"VARIANT", "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL",
-                   "DEVICE"},
+    "mmlc:train": {"VARIANT", "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "REFIT_EPOCHS",
+                   "INIT_MODEL", "DEVICE"},
     "mmlc:distill": {"BATCH_SIZE", "LEARNING_RATE", "TEMPERATURE", "FEATURE_WEIGHT", "KD_WEIGHT", "DEVICE"},
     "mmlc:evaluate": set(),
 }
@@ -142,8 +142,8 @@ def test_train_refuses_a_variant_of_another_architecture(provider, ben: dict[str
     assert not ok and "none (leave Variant empty)" in message
 
 
-def test_learning_rate_is_empty_by_default_and_zero_still_means_the_recipe(provider) -> None:
-    from mmlc.ui.algorithms.common_params import learning_rate
+def test_learning_rate_and_refit_are_empty_by_default_and_zero_still_means_the_recipe(provider) -> None:
+    from mmlc.ui.algorithms.common_params import learning_rate, optional_int
 
     for alg_id in ("mmlc:train", "mmlc:distill"):
         alg = _alg(alg_id)
@@ -156,6 +156,12 @@ def test_learning_rate_is_empty_by_default_and_zero_still_means_the_recipe(provi
         assert learning_rate(alg, {"LEARNING_RATE": 0.0004}, context) == pytest.approx(4e-4)
     train = _alg("mmlc:train")
     report = train.parameterDefinition("OUTPUT_REPORT")
+    refit = train.parameterDefinition("REFIT_EPOCHS")  # empty = the network's recipe, 0 = off
+    assert refit.defaultValue() is None and refit.flags() & refit.FlagOptional and refit.minimum() == 0
+    assert not refit.checkValueIsAcceptable(-1)
+    context = QgsProcessingContext()
+    assert [optional_int(train, p, "REFIT_EPOCHS", context) for p in
+            ({}, {"REFIT_EPOCHS": None}, {"REFIT_EPOCHS": 0}, {"REFIT_EPOCHS": 30})] == [None, None, 0, 30]
     assert report.createByDefault()  # the training report is on in the dialog
 
 

@@ -19,15 +19,15 @@ FROZEN_PROCESSING = {
     "classify": ["MODEL", "INPUT_1", "INPUT_2", "EXTENT", "MASK", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE",
                  "OUTPUT", "OUTPUT_CONFIDENCE", "OUTPUT_VECTOR", "OUTPUT_AREAS"],
     "train": ["ARCHITECTURE", "VARIANT", "INPUT_1", "INPUT_2", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "CLASSES",
-              "EPOCHS", "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "INIT_MODEL", "DEVICE",
-              "OUTPUT_MODEL", "OUTPUT_REPORT", "SCENES"],
+              "EPOCHS", "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "VALIDATION_FRACTION", "REFIT_EPOCHS", "INIT_MODEL",
+              "DEVICE", "OUTPUT_MODEL", "OUTPUT_REPORT", "SCENES"],
     "distill": ["TEACHER", "INPUT_OPTICAL", "INPUT_SAR", "LABELS", "LABELS_VECTOR", "LABEL_FIELD", "EPOCHS",
                 "BATCH_SIZE", "LEARNING_RATE", "TEMPERATURE", "FEATURE_WEIGHT", "KD_WEIGHT", "DEVICE", "OUTPUT_MODEL",
                 "OUTPUT_REPORT", "SCENES"],
     "evaluate": ["PREDICTION", "REFERENCE", "REFERENCE_VECTOR", "LABEL_FIELD", "OUTPUT_REPORT", "OUTPUT_TABLE"],
 }
 CLI_ONLY = {"classify": {"SCENES", "OUTPUT_FOLDER"},
-            "train": {"SEED", "ACCUMULATE", "PATIENCE", "CLASS_BALANCE", "REFIT_EPOCHS", "MAX_STEPS_PER_EPOCH", "LABELS_NOTE", "DATASET", "STREAM"},
+            "train": {"SEED", "ACCUMULATE", "PATIENCE", "CLASS_BALANCE", "MAX_STEPS_PER_EPOCH", "LABELS_NOTE", "DATASET", "STREAM"},
             "distill": {"SEED", "NO_COMPARE", "STREAM"}, "evaluate": set()}
 PROCESSING_ONLY = {"classify": {"OUTPUT_AREAS"}, "train": set(), "distill": set(), "evaluate": set()}
 #: Where the command line, left without the option, does not get the dialog's default (each with

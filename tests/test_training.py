@@ -471,6 +471,40 @@ def test_refit_trains_a_fresh_network_on_every_labelled_pixel(landsat_stack, nc_
         train("t_patch", [landsat_stack], labels, str(tmp_path / "x.mmlc"), refit_epochs=-1, **common)
 
 
+def test_the_recipes_refit_runs_only_on_label_sets_up_to_its_limit(landsat_stack, nc_landsat, tmp_path):
+    """A recipe with refit_max_labels refits a label set of at most that many labelled pixels and
+    skips a larger one, saying why in the log; an explicit refit_epochs is not limited (issue 21).
+    ASANet and HFD-Net ship such a limit, PRSANet refits whatever the size."""
+    import dataclasses
+
+    from mmlc.core.fitting.training import refit_plan
+    from mmlc.models.registry import get_spec
+
+    spec = get_spec("t_patch")
+    for name, limit in (("t_patch_refit_small", 100), ("t_patch_refit_large", 100_000)):
+        register(dataclasses.replace(spec, name=name, recipe=dataclasses.replace(
+            spec.recipe, refit_epochs=1, refit_max_labels=limit)))
+    labels = str(nc_landsat / "landsat96_points.shp")  # 424 + ~150 labelled pixels: between the two limits
+    common = dict(label_field="label", epochs=2, max_steps_per_epoch=2, seed=0, output_report="", baseline=False)
+    progress = CallbackProgress()
+    skipped = train("t_patch_refit_small", [landsat_stack], labels, str(tmp_path / "s.mmlc"), progress=progress,
+                    **common)
+    assert "refit_epochs" not in skipped.card.provenance
+    assert any(line.startswith("no refit:") and "more than the 100 up to which" in line for line in progress.messages)
+    forced = train("t_patch_refit_small", [landsat_stack], labels, str(tmp_path / "f.mmlc"), refit_epochs=1,
+                   **common)
+    assert forced.card.provenance["refit_epochs"] == 1
+    refit = train("t_patch_refit_large", [landsat_stack], labels, str(tmp_path / "l.mmlc"), **common)
+    assert refit.card.provenance["refit_epochs"] == 1 and 100 < refit.card.provenance["refit_pixels"] <= 100_000
+    # the plan alone: EPOCHS caps it, 0 turns it off, the limit binds only the recipe's own refit
+    dense = get_spec("asanet").recipe
+    assert (dense.refit_epochs, dense.refit_max_labels) == (50, 100_000)
+    assert get_spec("hfdnet").recipe.refit_max_labels == 100_000 and get_spec("prsanet").recipe.refit_max_labels is None
+    assert refit_plan(dense, None, 50, 1418) == (50, "") and refit_plan(dense, None, 3, 1418) == (3, "")
+    assert refit_plan(dense, None, 50, 100_001)[0] == 0 and refit_plan(dense, 20, 50, 10**7) == (20, "")
+    assert refit_plan(dense, 0, 50, 1418) == (0, "") and refit_plan(get_spec("das2f").recipe, None, 30, 10) == (0, "")
+
+
 def test_sparse_labels_get_the_recipes_minimum_batches_and_scratch_rate(bigearthnet, tmp_path):
     """A dense epoch over a few labelled pixels is min_batches_per_epoch batches, not one; a run
     from random weights uses the recipe's scratch_lr, fine-tuning (INIT_MODEL) its lr (issue 21)."""

@@ -135,7 +135,8 @@ def train(
     ``class_balance`` (class-balanced sampling power, core.data.samplers; None = the recipe's, 0 = off),
     ``refit_epochs`` (after the run with validation, train a fresh network on every labelled pixel,
     validation blocks included, for this many epochs, at most ``epochs``, and keep that one; None =
-    the recipe's, 0 = off; see :func:`_refit`),
+    the recipe's, which some networks run only on small label sets, 0 = off; see :func:`refit_plan`
+    and :func:`_refit`),
     ``stream`` (read training windows from disk instead of whole scenes, core.data.windows; None =
     when a scene is larger than ``windows.STREAM_PIXELS``; the forest baseline is skipped then).
     Raises InputError/GridError/ModelFileError/OutputError/Cancelled; nothing is written at the
@@ -201,16 +202,16 @@ def train(
             **({"streamed": True} if streamed else {}),
         })
         fit = run.loop(net, prepared, cfg, run_classes, run_fingerprint=run_fp, resume=resume)
-        # never more epochs than the run was given (EPOCHS 3 asks for a short run, refit included)
-        refit = min(epochs, int(rec.refit_epochs or 0) if refit_epochs is None else int(refit_epochs))
+        refit, why_not = refit_plan(rec, refit_epochs, epochs, data.n_train + data.n_val)
         refit_info: dict[str, Any] = {}
         if refit > 0 and data.n_val > 0 and not streamed:
             fit, refit_info = _refit(run, prepared, fit, cfg, refit, spec=spec, variant=variant, head=head,
                                      classes=run_classes, build_kwargs=build_kwargs, init_model=init_model,
                                      seed=seed, batch_size=batch_size, scale_range=scale_range,
                                      class_balance=balance)
-        elif refit > 0:
-            progress.info("no refit: " + ("windows are read from disk" if streamed else "no validation blocks"))
+        elif refit > 0 or why_not:
+            progress.info("no refit: " + (why_not or ("windows are read from disk" if streamed
+                                                      else "no validation blocks")))
         provenance = run.provenance(
             data, fit, cfg, labels_note, epochs_requested=epochs, batch_size=batch_size, learning_rate=lr,
             validation_fraction=validation_fraction, device=str(run.device), world_size=run.ctx.world_size,
@@ -233,6 +234,22 @@ def train(
                            fit.metrics, out.epochs_run, out.start_epoch)
 
 
+def refit_plan(recipe: Any, asked: int | None, epochs: int, labelled: int) -> tuple[int, str]:
+    """Epochs of the refit (0 = none) and, when the recipe's refit is skipped for the label set's
+    size, why. ``asked`` is the caller's REFIT_EPOCHS (None = the recipe's), ``epochs`` the run's
+    (never more refit epochs than that: EPOCHS 3 asks for a short run, refit included), ``labelled``
+    the labelled pixels of the training and validation blocks. The recipe's refit honours its
+    ``refit_max_labels``; an explicit REFIT_EPOCHS does not (the analyst asked for it)."""
+    if asked is not None:
+        return min(epochs, int(asked)), ""
+    wanted = min(epochs, int(recipe.refit_epochs or 0))
+    limit = recipe.refit_max_labels
+    if wanted > 0 and limit is not None and labelled > int(limit):
+        return 0, (f"{labelled} labelled pixels, more than the {int(limit)} up to which this network refits by "
+                   "default: the validation blocks are large enough to pick the epoch (REFIT_EPOCHS forces one)")
+    return wanted, ""
+
+
 def _refit(run: TrainingRun, prepared: Any, fit: Any, cfg: LoopConfig, epochs: int, *, spec: Any, variant: Any,
            head: Any, classes: list[ClassInfo], build_kwargs: dict | None, init_model: str | None, seed: int,
            batch_size: int, scale_range: Any, class_balance: float) -> tuple[Any, dict]:
@@ -243,7 +260,8 @@ def _refit(run: TrainingRun, prepared: Any, fit: Any, cfg: LoopConfig, epochs: i
     Carolina labels the validation blocks of a few hundred pixels picked PRSANet's epoch badly on
     2 seeds of 3 (validation OA 0.19-0.33, east-half OA 0.45-0.57 against the forest's 0.67), while
     20 epochs on all the west half's labels beat the forest on 3 seeds of 3 (docs/benchmarks.md).
-    The first run still gives the report its validation scores, curves and forest comparison: they
+    ASANet and HFD-Net failed the same way there and refit on label sets of up to 100,000 pixels
+    (their recipes' ``refit_max_labels``; :func:`refit_plan`). The first run still gives the report its validation scores, curves and forest comparison: they
     estimate the network trained the same way on fewer pixels. The kept weights are the refit's."""
     import dataclasses
 

@@ -64,6 +64,20 @@ TRAIN = Operation(
               cli_help="share of labelled pixels in validation blocks (default 0.2)",
               doc="share of spatial blocks held out for validation (never random pixels)", doc_default="0.2",
               core="validation_fraction"),
+        Param("REFIT_EPOCHS", "int", "Refit on every label (epochs; empty = the network's default, 0 = off)",
+              optional=True, minimum=0, advanced=True,
+              help="After the run with validation blocks, train a fresh network on every labelled pixel (the "
+                   "validation blocks included) for this many epochs and keep it; the report's scores come from "
+                   "the first run. Empty keeps the network's default: PRSANet 20 epochs; ASANet and HFD-Net 50 "
+                   "when the labels hold at most 100,000 labelled pixels, where a few validation blocks pick the "
+                   "epoch badly; DAS2F none. 0 turns it off.",
+              cli_help="after the run with validation, train a fresh network on all labelled pixels for this many "
+                       "epochs and keep it (0 = off; default: the network's recipe)",
+              doc="after the run with validation, train a fresh network on every labelled pixel (validation "
+                  "blocks included) for this many epochs (at most `EPOCHS`) and keep it; the report's scores come "
+                  "from the first run (0 = off)",
+              doc_default="the network's recipe: PRSANet 20; ASANet and HFD-Net 50 on label sets of at most "
+                          "100,000 labelled pixels, else off; DAS2F off", core="refit_epochs"),
         Param("INIT_MODEL", "file", "Initial weights (.mmlc or backbone)", optional=True, advanced=True,
               help="Start from an .mmlc model of the same architecture (fine-tuning) or a pretrained backbone "
                    "checkpoint.",
@@ -90,13 +104,6 @@ TRAIN = Operation(
               doc="class-balanced sampling: each labelled pixel is drawn with weight count(its class)^-P "
                   "(0 = off, 1 = every class equally often; in-memory training only)",
               doc_default="the network's recipe", core="class_balance"),
-        Param("REFIT_EPOCHS", "int", "Refit epochs",
-              cli_help="after the run with validation, train a fresh network on all labelled pixels for this many "
-                       "epochs and keep it (0 = off; default: the network's recipe)", surfaces=CLI_ONLY,
-              doc="after the run with validation, train a fresh network on every labelled pixel (validation "
-                  "blocks included) for this many epochs (at most `EPOCHS`) and keep it; the report's scores come "
-                  "from the first run (0 = off)",
-              doc_default="the network's recipe (PRSANet 20, the others off)", core="refit_epochs"),
         Param("MAX_STEPS_PER_EPOCH", "int", "Steps per epoch at most", cli_help="cap on optimiser steps per epoch",
               surfaces=CLI_ONLY, doc="cap on optimiser steps per epoch", doc_default="none",
               core="max_steps_per_epoch"),

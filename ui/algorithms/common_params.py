@@ -122,6 +122,14 @@ def learning_rate(alg: MmlcAlgorithm, parameters, context) -> Optional[float]:
     return value if value > 0 else None
 
 
+def optional_int(alg: MmlcAlgorithm, parameters, name: str, context) -> Optional[int]:
+    """An optional integer parameter: None when it is left empty (the dialog's "Not set", or absent
+    from ``processing.run``'s dictionary), else its value (0 included: for REFIT_EPOCHS, "off")."""
+    if parameters.get(name) in (None, ""):
+        return None
+    return alg.parameterAsInt(parameters, name, context)
+
+
 def device_choices() -> list[tuple[str, str]]:
     from ..devices import device_choices as probe
 

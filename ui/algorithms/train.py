@@ -4,7 +4,7 @@ from __future__ import annotations
 from ...core.operations import TRAIN
 from ...core.operations.train import ARCHITECTURES, VARIANTS
 from .base import MmlcAlgorithm
-from .common_params import device_value, label_source, learning_rate, model_output_path
+from .common_params import device_value, label_source, learning_rate, model_output_path, optional_int
 from .scene_param import check_scene_source, scene_table_value
 from .spec_params import add_spec_params
 
@@ -74,6 +74,7 @@ class TrainAlgorithm(MmlcAlgorithm):
             learning_rate=learning_rate(self, parameters, context),
             tile_size=int(num("TILE_SIZE") or 0) or None,
             validation_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
+            refit_epochs=optional_int(self, parameters, "REFIT_EPOCHS", context),
             init_model=self.parameterAsFile(parameters, "INIT_MODEL", context) or None,
             device=device_value(self, parameters, context),
             output_model=output, output_report=report,
