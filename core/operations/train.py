@@ -64,7 +64,7 @@ TRAIN = Operation(
               cli_help="share of labelled pixels in validation blocks (default 0.2)",
               doc="share of spatial blocks held out for validation (never random pixels)", doc_default="0.2",
               core="validation_fraction"),
-        Param("REFIT_EPOCHS", "int", "Refit on every label (epochs; empty = the network's default, 0 = off)",
+        Param("REFIT_EPOCHS", "int", "Refit epochs (empty = default, 0 = off)",
               optional=True, minimum=0, advanced=True,
               help="After the run with validation blocks, train a fresh network on every labelled pixel (the "
                    "validation blocks included) for this many epochs and keep it; the report's scores come from "

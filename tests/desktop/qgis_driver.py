@@ -28,7 +28,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QEventLoop, QSize, QTimer
 from qgis.PyQt.QtGui import QColor, QImage
-from qgis.PyQt.QtWidgets import QApplication, QMessageBox, QScrollArea, QTextEdit
+from qgis.PyQt.QtWidgets import QAbstractSpinBox, QApplication, QGroupBox, QLabel, QMessageBox, QScrollArea, QTextEdit
 from qgis.utils import iface
 
 OUT = Path(os.environ["MMLC_DESKTOP_OUT"])
@@ -136,8 +136,29 @@ def grab(widget, name):
     return path.name
 
 
-def run_dialog(case, alg, params, run=True, timeout=600):
-    """Open ``alg``'s dialog filled with ``params``, screenshot it, run it from the dialog."""
+def show_advanced(dlg, rec, case):
+    """Unfold the dialog's *Advanced parameters*, scroll to them, screenshot them and record their
+    labels and what each spin box shows (what the analyst reads before changing anything)."""
+    from qgis.gui import QgsCollapsibleGroupBoxBasic
+    from qgis.PyQt import sip
+
+    boxes = [sip.cast(b, QgsCollapsibleGroupBoxBasic) for b in dlg.findChildren(QGroupBox)
+             if b.inherits("QgsCollapsibleGroupBoxBasic") and "advanced" in b.title().lower()]
+    for box in boxes:
+        box.setCollapsed(False)
+    spin(0.8)
+    for area in dlg.findChildren(QScrollArea):
+        if area.isVisible():
+            area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
+    spin(0.5)
+    rec["advanced_labels"] = [lab.text() for box in boxes for lab in box.findChildren(QLabel) if lab.text()]
+    rec["advanced_spins"] = [w.text() for box in boxes for w in box.findChildren(QAbstractSpinBox)]
+    rec["advanced_png"] = grab(dlg, f"{case}-advanced")
+
+
+def run_dialog(case, alg, params, run=True, timeout=600, advanced=False):
+    """Open ``alg``'s dialog filled with ``params``, screenshot it (and its advanced parameters when
+    ``advanced``), run it from the dialog."""
     from processing import createAlgorithmDialog
     from processing.tools import dataobjects
 
@@ -151,6 +172,8 @@ def run_dialog(case, alg, params, run=True, timeout=600):
     rec["default_size"] = [dlg.width(), dlg.height()]
     rec["horizontal_scroll"] = any(s.horizontalScrollBar().isVisible() for s in dlg.findChildren(QScrollArea))
     rec["dialog_png"] = grab(dlg, f"{case}-dialog")
+    if advanced:
+        show_advanced(dlg, rec, case)
     save()
     try:
         parameters = dlg.createProcessingParameters()
@@ -283,7 +306,7 @@ def main():
         run_dialog("train-vector-labels", "mmlc:train", {
             "ARCHITECTURE": "hfdnet", "INPUT_1": LAYERS["optical"], "LABELS_VECTOR": LAYERS["polygons"],
             "LABEL_FIELD": "class", "EPOCHS": 1, "TILE_SIZE": 32, "DEVICE": "cpu",
-            "OUTPUT_MODEL": str(models / "optical.mmlc")})
+            "OUTPUT_MODEL": str(models / "optical.mmlc")}, advanced=True)
         # The label parameters refuse both kinds at once before running (no crash, a message).
         run_dialog("train-both-labels", "mmlc:train", {
             "ARCHITECTURE": "hfdnet", "INPUT_1": LAYERS["sar"], "LABELS": LAYERS["labels"],

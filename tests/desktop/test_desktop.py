@@ -47,6 +47,16 @@ def test_training_dialogs_write_their_model(desktop, name: str) -> None:
     assert model.exists() and model.stat().st_size > 10_000
 
 
+def test_refit_is_an_advanced_parameter_left_to_the_network_by_default(desktop) -> None:
+    """The train dialog's Advanced section offers the refit, empty by default; the dialog passes it
+    on empty (the network's default), and hfdnet on the sample's few labels then refits (issue 21)."""
+    case = _case(desktop, "train-vector-labels")
+    assert any(label.startswith("Refit epochs (empty = default") for label in case["advanced_labels"]), case["advanced_labels"]
+    assert "Not set" in case["advanced_spins"], case["advanced_spins"]
+    assert case["parameters"]["REFIT_EPOCHS"] == "None"
+    assert "refit: a fresh network on all" in case["log"]
+
+
 def test_label_kinds_are_checked_in_the_dialog(desktop) -> None:
     both = _case(desktop, "train-both-labels")
     assert both["check"][0] is False and "not both" in both["check"][1]
