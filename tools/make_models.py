@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             classes=ben_classes, epochs=ep(25), batch_size=4, tile_size=64, learning_rate=4e-4,
             validation_fraction=0.2, device="cpu", output_report=str(reports / "asanet-demo.html"),
             max_steps_per_epoch=12, build_kwargs={"decoder_channels": 64, "aux_channels": 32, "drop_path_rate": 0.1},
+            refit_epochs=0,  # built before the recipe's refit (session 9): the shipped file is its best epoch
             labels_note=WEAK_BEN, progress=progress, resume=False), storage="int8")
     if "prsanet" in want:
         timed("prsanet-demo", lambda: train(
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                   epochs=ep(15), batch_size=4, tile_size=64, learning_rate=1e-3, device="cpu",
                   output_report=str(reports / "hfdnet-teacher-s2.html"), max_steps_per_epoch=12,
                   build_kwargs=small, labels_note=WEAK_BEN + " Stage-1 optical teacher.", progress=progress,
-                  resume=False)
+                  refit_epochs=0, resume=False)  # as the shipped teacher was built: its best epoch
             distill(str(teacher), None, None, None, str(OUT / "hfdnet-demo.mmlc"), scenes=sar_scenes,
                     epochs=ep(15), batch_size=4, tile_size=64, learning_rate=1e-3, device="cpu",
                     output_report=str(reports / "hfdnet-demo.html"), max_steps_per_epoch=12,
