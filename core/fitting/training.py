@@ -261,8 +261,9 @@ def _refit(run: TrainingRun, prepared: Any, fit: Any, cfg: LoopConfig, epochs: i
     2 seeds of 3 (validation OA 0.19-0.33, east-half OA 0.45-0.57 against the forest's 0.67), while
     20 epochs on all the west half's labels beat the forest on 3 seeds of 3 (docs/benchmarks.md).
     ASANet and HFD-Net failed the same way there and refit on label sets of up to 100,000 pixels
-    (their recipes' ``refit_max_labels``; :func:`refit_plan`). The first run still gives the report its validation scores, curves and forest comparison: they
-    estimate the network trained the same way on fewer pixels. The kept weights are the refit's."""
+    (their recipes' ``refit_max_labels``; :func:`refit_plan`). The first run still gives the report
+    its validation scores, curves and forest comparison: they estimate the network trained the same
+    way on fewer pixels. The kept weights are the refit's."""
     import dataclasses
 
     import torch
