@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 from qgis.core import (
+    NULL,
     QgsApplication,
     QgsProcessingContext,
     QgsProcessingException,
@@ -161,7 +162,9 @@ def test_learning_rate_and_refit_are_empty_by_default_and_zero_still_means_the_r
     assert not refit.checkValueIsAcceptable(-1)
     context = QgsProcessingContext()
     assert [optional_int(train, p, "REFIT_EPOCHS", context) for p in
-            ({}, {"REFIT_EPOCHS": None}, {"REFIT_EPOCHS": 0}, {"REFIT_EPOCHS": 30})] == [None, None, 0, 30]
+            ({}, {"REFIT_EPOCHS": None}, {"REFIT_EPOCHS": NULL}, {"REFIT_EPOCHS": 0}, {"REFIT_EPOCHS": 30})
+            ] == [None, None, None, 0, 30]
+    assert learning_rate(train, {"LEARNING_RATE": NULL}, context) is None
     assert report.createByDefault()  # the training report is on in the dialog
 
 

@@ -116,16 +116,17 @@ def check_label_params(parameters: dict, context, layer_id: str = "LABELS",
 
 def learning_rate(alg: MmlcAlgorithm, parameters, context) -> Optional[float]:
     """LEARNING_RATE, None for empty or 0 (the network's recipe)."""
-    if parameters.get("LEARNING_RATE") in (None, ""):
+    if not _given(parameters.get("LEARNING_RATE")):
         return None
     value = alg.parameterAsDouble(parameters, "LEARNING_RATE", context)
     return value if value > 0 else None
 
 
 def optional_int(alg: MmlcAlgorithm, parameters, name: str, context) -> Optional[int]:
-    """An optional integer parameter: None when it is left empty (the dialog's "Not set", or absent
-    from ``processing.run``'s dictionary), else its value (0 included: for REFIT_EPOCHS, "off")."""
-    if parameters.get(name) in (None, ""):
+    """An optional integer parameter: None when it is left empty (the dialog's "Not set", a NULL
+    from the Modeler, or absent from ``processing.run``'s dictionary; :func:`_given`), else its
+    value (0 included: for REFIT_EPOCHS, "off")."""
+    if not _given(parameters.get(name)):
         return None
     return alg.parameterAsInt(parameters, name, context)
 
