@@ -151,6 +151,9 @@ def show_advanced(dlg, rec, case):
         if area.isVisible():
             area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     spin(0.5)
+    # unfolded, the Advanced section must fit the width too (QGIS remembers it unfolded for later dialogs)
+    rec["horizontal_scroll"] = rec["horizontal_scroll"] or any(
+        s.horizontalScrollBar().isVisible() for s in dlg.findChildren(QScrollArea))
     rec["advanced_labels"] = [lab.text() for box in boxes for lab in box.findChildren(QLabel) if lab.text()]
     rec["advanced_spins"] = [w.text() for box in boxes for w in box.findChildren(QAbstractSpinBox)]
     rec["advanced_png"] = grab(dlg, f"{case}-advanced")
